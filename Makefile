@@ -1,0 +1,39 @@
+# Butterfly: `make run` serves the whole system, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test test-unit lint bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install Butterfly with its dev tools
+
+run: $(STAMP) ## start broker and MariaDB (found or embedded), migrate, serve http://127.0.0.1:8000
+	$(VENV)/bin/butterfly dev
+
+test: $(STAMP) ## every test: unit, integration and end to end, on a real broker and MariaDB
+	$(PY) -m pytest
+
+test-unit: $(STAMP) ## only the pure unit tests
+	$(PY) -m pytest tests/unit
+
+lint: $(STAMP) ## ruff and mypy --strict
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m mypy schemas producers consumers projections gateway infra
+
+bench: $(STAMP) ## registration rush against a running stack (start `make run` first)
+	$(PY) tests/perf/bench_rush.py
+
+clean: ## remove the venv and the run folder (local databases, broker logs)
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,179 @@
+"""The registration decider: pure domain rules, no I/O, no clock, no ids made here.
+
+`decide(situation, command)` returns the events the command leads to; an empty list means the
+command was already decided (a redelivery or a retried idempotency key).
+"""
+
+from __future__ import annotations
+
+from schemas.registration import (
+    AttendeeRegistered,
+    CancellationRejected,
+    CancelRegistration,
+    CloseConvention,
+    Command,
+    ConventionClosed,
+    ConventionCommandRejected,
+    ConventionCreated,
+    ConventionOpened,
+    CreateConvention,
+    Event,
+    OpenConvention,
+    RegisterAttendee,
+    RegistrationCancelled,
+    RegistrationRejected,
+    RejectionReason,
+)
+from consumers.registration.state import (
+    Convention,
+    ConventionStatus,
+    Registration,
+    RegistrationStatus,
+    Situation,
+    email_key,
+)
+
+
+def convention_is_open(convention: Convention | None) -> RejectionReason | None:
+    if convention is None or convention.status is not ConventionStatus.OPEN:
+        return RejectionReason.NOT_OPEN
+    return None
+
+
+def badge_type_exists(convention: Convention, code: str) -> RejectionReason | None:
+    return None if convention.badge(code) is not None else RejectionReason.UNKNOWN_BADGE_TYPE
+
+
+def seat_available(convention: Convention, code: str) -> RejectionReason | None:
+    badge = convention.badge(code)
+    if badge is None or badge.confirmed >= badge.quota:
+        return RejectionReason.SOLD_OUT
+    return None
+
+
+def email_not_registered(holder: Registration | None, email: str) -> RejectionReason | None:
+    if holder is not None and holder.active and holder.email_key == email_key(email):
+        return RejectionReason.ALREADY_REGISTERED
+    return None
+
+
+def registration_is_cancellable(registration: Registration | None) -> RejectionReason | None:
+    if registration is None:
+        return RejectionReason.UNKNOWN_REGISTRATION
+    if registration.status is not RegistrationStatus.CONFIRMED:
+        return RejectionReason.NOT_CANCELLABLE
+    return None
+
+
+def transition_allowed(
+    convention: Convention | None, target: ConventionStatus
+) -> RejectionReason | None:
+    if convention is None:
+        return RejectionReason.UNKNOWN_CONVENTION
+    allowed = {
+        ConventionStatus.OPEN: ConventionStatus.DRAFT,
+        ConventionStatus.CLOSED: ConventionStatus.OPEN,
+    }
+    if allowed.get(target) is not convention.status:
+        return RejectionReason.INVALID_TRANSITION
+    return None
+
+
+def decide(situation: Situation, command: Command) -> list[Event]:
+    match command:
+        case RegisterAttendee():
+            return _register(situation, command)
+        case CancelRegistration():
+            return _cancel(situation, command)
+        case CreateConvention():
+            return _create(situation, command)
+        case OpenConvention():
+            reason = transition_allowed(situation.convention, ConventionStatus.OPEN)
+            if reason is not None:
+                return [_convention_rejected(command, reason)]
+            return [ConventionOpened(convention_id=command.convention_id)]
+        case CloseConvention():
+            reason = transition_allowed(situation.convention, ConventionStatus.CLOSED)
+            if reason is not None:
+                return [_convention_rejected(command, reason)]
+            return [ConventionClosed(convention_id=command.convention_id)]
+        case _:
+            raise TypeError(f"the registration decider does not handle {type(command).__name__}")
+
+
+def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
+    if situation.registration is not None:
+        return []
+    convention = situation.convention
+    reason = convention_is_open(convention)
+    if reason is None and convention is not None:
+        reason = (
+            badge_type_exists(convention, command.badge_type)
+            or email_not_registered(situation.email_holder, command.email)
+            or seat_available(convention, command.badge_type)
+        )
+    if reason is not None:
+        return [
+            RegistrationRejected(
+                convention_id=command.convention_id,
+                registration_id=command.registration_id,
+                email=command.email,
+                name=command.name,
+                badge_type=command.badge_type,
+                request_hash=command.request_hash,
+                reason=reason,
+            )
+        ]
+    return [
+        AttendeeRegistered(
+            convention_id=command.convention_id,
+            registration_id=command.registration_id,
+            email=command.email,
+            name=command.name,
+            badge_type=command.badge_type,
+            request_hash=command.request_hash,
+        )
+    ]
+
+
+def _cancel(situation: Situation, command: CancelRegistration) -> list[Event]:
+    registration = situation.registration
+    reason = registration_is_cancellable(registration)
+    if reason is not None or registration is None:
+        return [
+            CancellationRejected(
+                convention_id=command.convention_id,
+                registration_id=command.registration_id,
+                reason=reason or RejectionReason.UNKNOWN_REGISTRATION,
+            )
+        ]
+    return [
+        RegistrationCancelled(
+            convention_id=command.convention_id,
+            registration_id=command.registration_id,
+            badge_type=registration.badge_type,
+        )
+    ]
+
+
+def _create(situation: Situation, command: CreateConvention) -> list[Event]:
+    if situation.convention is not None:
+        return []
+    return [
+        ConventionCreated(
+            convention_id=command.convention_id,
+            name=command.name,
+            starts_on=command.starts_on,
+            ends_on=command.ends_on,
+            badge_types=command.badge_types,
+            request_hash=command.request_hash,
+        )
+    ]
+
+
+def _convention_rejected(
+    command: CreateConvention | OpenConvention | CloseConvention, reason: RejectionReason
+) -> ConventionCommandRejected:
+    return ConventionCommandRejected(
+        convention_id=command.convention_id, command=command.message_type, reason=reason
+    )

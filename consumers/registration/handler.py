@@ -1,0 +1,124 @@
+"""The registration decider's runtime: decode a batch of commands, decide, and commit state,
+outbox and offsets together; publish the decided events once the transaction has committed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import structlog
+from aiokafka import AIOKafkaProducer, TopicPartition
+from sqlalchemy import select
+from sqlalchemy.dialects.mysql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from consumers.registration import tables as t
+from consumers.registration.book import RegistrationBook
+from consumers.registration.decider import decide
+from infra.exactly_once import DeadLetter, HandledBatch, Record
+from producers import outbox
+from producers.kafka import OutgoingRecord, publish_all
+from schemas.envelope import Envelope, UndecodableMessage, decode_envelope
+from schemas.registration import Command
+from schemas.registry import event_id, payload_of, wrap
+from schemas.topics import Topics, registration_key
+
+log = structlog.get_logger(__name__)
+
+
+class RegistrationDecider:
+    def __init__(self, topics: Topics, engine: AsyncEngine, producer: AIOKafkaProducer) -> None:
+        self._topics = topics
+        self._engine = engine
+        self._producer = producer
+
+    async def handle(
+        self, conn: AsyncConnection, tp: TopicPartition, records: Sequence[Record]
+    ) -> HandledBatch:
+        dead_letters: list[DeadLetter] = []
+        commands: list[Incoming] = []
+        for record in records:
+            try:
+                envelope = decode_envelope(record.value)
+                message = payload_of(envelope)
+                if not isinstance(message, Command):
+                    raise UndecodableMessage(f"{envelope.type} is not a command")
+                commands.append(Incoming(record, envelope, message))
+            except UndecodableMessage as exc:
+                dead_letters.append(DeadLetter(record, exc))
+
+        fresh = await self._undecided(conn, commands)
+        book = await RegistrationBook.load(conn, (incoming.command for incoming in fresh))
+        decided: list[Envelope] = []
+        for record, envelope, command in fresh:
+            try:
+                events = decide(book.situation(command), command)
+            except (TypeError, ValueError) as exc:
+                dead_letters.append(DeadLetter(record, exc))
+                continue
+            for index, event in enumerate(events):
+                book.apply(event)
+                decided.append(
+                    wrap(
+                        event,
+                        message_id=event_id(envelope.message_id, index),
+                        occurred_at=envelope.occurred_at,
+                        correlation_id=envelope.correlation_id,
+                        causation_id=envelope.message_id,
+                        key=registration_key(event.convention_id),
+                        actor=envelope.actor,
+                    )
+                )
+            structlog.contextvars.bind_contextvars(correlation_id=str(envelope.correlation_id))
+            log.debug("command_decided", command=envelope.type, command_id=str(envelope.message_id),
+                      events=[e.message_type for e in events])
+        structlog.contextvars.unbind_contextvars("correlation_id")
+
+        await book.save(conn)
+        if fresh:
+            await conn.execute(
+                insert(t.decided_commands),
+                [{"command_id": str(incoming.envelope.message_id)} for incoming in fresh],
+            )
+        staged = [
+            (str(e.message_id), OutgoingRecord.of(self._topics.registration_events, e))
+            for e in decided
+        ]
+        await outbox.stage(conn, t.outbox, staged)
+        return HandledBatch(
+            dead_letters=dead_letters,
+            after_commit=(lambda: self._publish(staged)) if staged else None,
+        )
+
+    async def _undecided(self, conn: AsyncConnection, commands: list[Incoming]) -> list[Incoming]:
+        """Drop commands decided before (redeliveries) and repeats within the batch."""
+        if not commands:
+            return []
+        ids = {str(incoming.envelope.message_id) for incoming in commands}
+        seen = set(
+            (
+                await conn.execute(
+                    select(t.decided_commands.c.command_id).where(
+                        t.decided_commands.c.command_id.in_(ids)
+                    )
+                )
+            ).scalars()
+        )
+        fresh = []
+        for incoming in commands:
+            command_id = str(incoming.envelope.message_id)
+            if command_id not in seen:
+                seen.add(command_id)
+                fresh.append(incoming)
+        return fresh
+
+    async def _publish(self, staged: list[tuple[str, OutgoingRecord]]) -> None:
+        await publish_all(self._producer, (record for _, record in staged))
+        async with self._engine.begin() as conn:
+            await outbox.mark_published(conn, t.outbox, [event_id for event_id, _ in staged])
+
+
+class Incoming(NamedTuple):
+    record: Record
+    envelope: Envelope
+    command: Command

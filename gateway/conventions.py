@@ -1,0 +1,188 @@
+"""Conventions: public reads, admin creation and life cycle."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from gateway.deps import Gateway, command_id_for, key_reused, request_hash
+from gateway.problems import Problem
+from gateway.views import Accepted, ConventionPage, ConventionView, NewConvention
+from schemas.registration import (
+    CloseConvention,
+    CreateConvention,
+    OpenConvention,
+)
+
+ADMIN = "admin"
+Limit = Parameter(query="limit", ge=1, le=100, default=20)
+
+
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    gateway: Gateway = connection.app.state.gateway
+    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    if (
+        scheme.lower() != "bearer"
+        or not gateway.admin_token
+        or not hmac.compare_digest(token.strip().encode(), gateway.admin_token.encode())
+    ):
+        raise Problem(401, "unauthorized", "Admin token required",
+                      "Send Authorization: Bearer <admin token>.",
+                      headers={"WWW-Authenticate": "Bearer"})
+
+
+def convention_location(convention_id: uuid.UUID) -> str:
+    return f"/api/v1/conventions/{convention_id}"
+
+
+def not_found(convention_id: uuid.UUID) -> Problem:
+    return Problem(404, "convention-not-found", "Convention not found",
+                   f"There is no convention {convention_id}.")
+
+
+class ConventionController(Controller):
+    path = "/api/v1/conventions"
+    tags = ["conventions"]
+
+    @get("/", operation_id="listConventions", summary="Open and closed conventions")
+    async def list_conventions(
+        self, gateway: Gateway, cursor: str | None = None, limit: int = Limit
+    ) -> ConventionPage:
+        items, next_cursor = await gateway.reads.conventions(
+            include_drafts=False, cursor=cursor, limit=limit
+        )
+        return ConventionPage(items=items, next=next_cursor)
+
+    @get("/{convention_id:uuid}", operation_id="getConvention",
+         summary="A convention with its badge types: quota, sold, remaining")
+    async def get_convention(self, gateway: Gateway, convention_id: uuid.UUID) -> ConventionView:
+        view = await gateway.reads.convention(convention_id)
+        if view is None or view.status == "draft":
+            raise not_found(convention_id)
+        return view
+
+
+class AdminConventionController(Controller):
+    path = "/api/v1/admin/conventions"
+    guards = [admin_guard]
+    tags = ["admin"]
+
+    @get("/", operation_id="adminListConventions", summary="Every convention, drafts included")
+    async def list_all(
+        self, gateway: Gateway, cursor: str | None = None, limit: int = Limit
+    ) -> ConventionPage:
+        items, next_cursor = await gateway.reads.conventions(
+            include_drafts=True, cursor=cursor, limit=limit
+        )
+        return ConventionPage(items=items, next=next_cursor)
+
+    @get("/{convention_id:uuid}", operation_id="adminGetConvention")
+    async def get_any(self, gateway: Gateway, convention_id: uuid.UUID) -> ConventionView:
+        view = await gateway.reads.convention(convention_id)
+        if view is None:
+            raise not_found(convention_id)
+        return view
+
+    @post("/", operation_id="createConvention", status_code=HTTP_201_CREATED,
+          summary="Create a convention (draft) with its badge types")
+    async def create(
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        data: NewConvention,
+        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+    ) -> Response[Any]:
+        convention_id = command_id_for("convention", idempotency_key)
+        fingerprint = request_hash(data.model_dump(mode="json"))
+        if idempotency_key is not None:
+            existing = await gateway.reads.convention_hash(convention_id)
+            if existing is not None:
+                if existing != fingerprint:
+                    raise key_reused()
+                return await _convention_answer(gateway, convention_id, HTTP_201_CREATED)
+        command = CreateConvention(
+            convention_id=convention_id,
+            name=data.name,
+            starts_on=data.starts_on,
+            ends_on=data.ends_on,
+            badge_types=tuple(data.badge_types),
+            request_hash=fingerprint,
+        )
+        await gateway.send(request, command, convention_id, ADMIN)
+        outcome = await gateway.await_outcome(request, convention_id)
+        if outcome is None:
+            return _accepted(convention_id, convention_id)
+        if await gateway.reads.convention_hash(convention_id) != fingerprint:
+            raise key_reused()
+        return await _convention_answer(gateway, convention_id, HTTP_201_CREATED)
+
+    @post("/{convention_id:uuid}/open", operation_id="openConvention", status_code=HTTP_200_OK,
+          summary="Open registration (draft → open)")
+    async def open_convention(
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        convention_id: uuid.UUID,
+        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+    ) -> Response[Any]:
+        return await _transition(request, gateway, OpenConvention(convention_id=convention_id),
+                                 idempotency_key)
+
+    @post("/{convention_id:uuid}/close", operation_id="closeConvention", status_code=HTTP_200_OK,
+          summary="Close registration (open → closed)")
+    async def close_convention(
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        convention_id: uuid.UUID,
+        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+    ) -> Response[Any]:
+        return await _transition(request, gateway, CloseConvention(convention_id=convention_id),
+                                 idempotency_key)
+
+
+async def _transition(
+    request: Request[Any, Any, Any],
+    gateway: Gateway,
+    command: OpenConvention | CloseConvention,
+    idempotency_key: str | None,
+) -> Response[Any]:
+    convention_id = command.convention_id
+    if not await gateway.reads.convention_exists(convention_id):
+        raise not_found(convention_id)
+    command_id = command_id_for(f"{command.message_type}:{convention_id}", idempotency_key)
+    await gateway.send(request, command, command_id, ADMIN)
+    outcome = await gateway.await_outcome(request, command_id)
+    if outcome is None:
+        return _accepted(convention_id, command_id)
+    if not outcome.accepted:
+        view = await gateway.reads.convention(convention_id)
+        raise Problem(409, "convention-transition-rejected", "Transition not allowed",
+                      f"The convention is {view.status if view else 'unknown'}.",
+                      reason=outcome.reason, convention_id=str(convention_id))
+    return await _convention_answer(gateway, convention_id, HTTP_200_OK)
+
+
+async def _convention_answer(
+    gateway: Gateway, convention_id: uuid.UUID, status: int
+) -> Response[Any]:
+    view = await gateway.reads.convention(convention_id)
+    if view is None:
+        return _accepted(convention_id, convention_id)
+    return Response(view, status_code=status,
+                    headers={"Location": convention_location(convention_id)})
+
+
+def _accepted(convention_id: uuid.UUID, command_id: uuid.UUID) -> Response[Any]:
+    return Response(
+        Accepted(convention_id=convention_id, command_id=command_id),
+        status_code=HTTP_202_ACCEPTED,
+        headers={"Location": f"/api/v1/admin/conventions/{convention_id}"},
+    )

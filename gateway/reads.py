@@ -1,0 +1,177 @@
+"""Queries against the website read models; the gateway's only source of truth for reads."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from gateway.problems import Problem
+from gateway.views import BadgeTypeView, ConventionView, RegistrationView
+from projections.website import tables as t
+
+
+def encode_cursor(created_at: datetime, item_id: str) -> str:
+    raw = json.dumps([created_at.isoformat(), item_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, item_id = json.loads(raw)
+        return datetime.fromisoformat(created), str(uuid.UUID(item_id))
+    except (ValueError, TypeError) as exc:
+        raise Problem(400, "invalid-cursor", "Invalid cursor",
+                      "The cursor is not one this API gave out.") from exc
+
+
+class ReadModels:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._known_conventions: set[uuid.UUID] = set()
+
+    async def convention_exists(self, convention_id: uuid.UUID) -> bool:
+        """Conventions are never deleted, so a positive answer is cached for good."""
+        if convention_id in self._known_conventions:
+            return True
+        async with self._engine.connect() as conn:
+            found = (
+                await conn.execute(
+                    select(t.conventions.c.convention_id).where(
+                        t.conventions.c.convention_id == str(convention_id)
+                    )
+                )
+            ).first()
+        if found is not None:
+            self._known_conventions.add(convention_id)
+        return found is not None
+
+    async def convention(self, convention_id: uuid.UUID) -> ConventionView | None:
+        views = await self._conventions(t.conventions.c.convention_id == str(convention_id))
+        return views[0] if views else None
+
+    async def conventions(
+        self, *, include_drafts: bool, cursor: str | None, limit: int
+    ) -> tuple[list[ConventionView], str | None]:
+        c = t.conventions.c
+        conditions: list[Any] = []
+        if not include_drafts:
+            conditions.append(c.status != "draft")
+        if cursor:
+            created, cid = decode_cursor(cursor)
+            conditions.append(or_(c.created_at > created,
+                                  and_(c.created_at == created, c.convention_id > cid)))
+        views = await self._conventions(and_(True, *conditions), limit=limit + 1)
+        page = views[:limit]
+        next_cursor = (
+            encode_cursor(page[-1].created_at, str(page[-1].convention_id))
+            if len(views) > limit else None
+        )
+        return page, next_cursor
+
+    async def _conventions(self, where: Any, limit: int | None = None) -> list[ConventionView]:
+        c = t.conventions.c
+        query = select(t.conventions).where(where).order_by(c.created_at, c.convention_id)
+        if limit is not None:
+            query = query.limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+            if not rows:
+                return []
+            ids = [row.convention_id for row in rows]
+            badges: dict[str, list[BadgeTypeView]] = {}
+            for b in await conn.execute(
+                select(t.badge_types)
+                .where(t.badge_types.c.convention_id.in_(ids))
+                .order_by(t.badge_types.c.convention_id, t.badge_types.c.position)
+            ):
+                badges.setdefault(b.convention_id, []).append(
+                    BadgeTypeView(code=b.code, name=b.name, price_cents=b.price_cents,
+                                  quota=b.quota, sold=b.sold, remaining=max(b.quota - b.sold, 0))
+                )
+        return [
+            ConventionView(
+                convention_id=uuid.UUID(row.convention_id), name=row.name,
+                starts_on=row.starts_on, ends_on=row.ends_on, status=row.status,
+                badge_types=badges.get(row.convention_id, []),
+                created_at=row.created_at, updated_at=row.updated_at,
+            )
+            for row in rows
+        ]
+
+    async def convention_hash(self, convention_id: uuid.UUID) -> str | None:
+        async with self._engine.connect() as conn:
+            value = (
+                await conn.execute(
+                    select(t.conventions.c.request_hash).where(
+                        t.conventions.c.convention_id == str(convention_id)
+                    )
+                )
+            ).scalar_one_or_none()
+        return None if value is None else str(value)
+
+    async def registration(
+        self, registration_id: uuid.UUID
+    ) -> tuple[RegistrationView, str] | None:
+        """The registration and the hash of the request that made it."""
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(t.registrations).where(
+                        t.registrations.c.registration_id == str(registration_id)
+                    )
+                )
+            ).first()
+        return None if row is None else (_registration_view(row), row.request_hash)
+
+    async def registrations(
+        self, convention_id: uuid.UUID, *, status: str | None, cursor: str | None, limit: int
+    ) -> tuple[list[RegistrationView], str | None]:
+        r = t.registrations.c
+        conditions: list[Any] = [r.convention_id == str(convention_id)]
+        if status:
+            conditions.append(r.status == status)
+        if cursor:
+            created, rid = decode_cursor(cursor)
+            conditions.append(or_(r.created_at > created,
+                                  and_(r.created_at == created, r.registration_id > rid)))
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.registrations)
+                    .where(*conditions)
+                    .order_by(r.created_at, r.registration_id)
+                    .limit(limit + 1)
+                )
+            ).all()
+        items = [_registration_view(row) for row in rows[:limit]]
+        next_cursor = (
+            encode_cursor(items[-1].created_at, str(items[-1].registration_id))
+            if len(rows) > limit else None
+        )
+        return items, next_cursor
+
+    async def outcomes(self, command_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(t.command_outcomes.c.command_id, t.command_outcomes.c.outcome,
+                       t.command_outcomes.c.reason)
+                .where(t.command_outcomes.c.command_id.in_(command_ids))
+            )
+            return {row.command_id: (row.outcome, row.reason) for row in rows}
+
+
+def _registration_view(row: Any) -> RegistrationView:
+    return RegistrationView(
+        registration_id=uuid.UUID(row.registration_id),
+        convention_id=uuid.UUID(row.convention_id),
+        email=row.email, name=row.name, badge_type=row.badge_type, status=row.status,
+        reason=row.reason, created_at=row.created_at, updated_at=row.updated_at,
+    )

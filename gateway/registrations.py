@@ -1,0 +1,178 @@
+"""Registrations: register (the rush path), read, cancel, and the admin listing."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
+
+from gateway.conventions import Limit, admin_guard, not_found
+from gateway.deps import Gateway, command_id_for, key_reused, request_hash
+from gateway.problems import Problem
+from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
+from schemas.registration import CancelRegistration, RegisterAttendee
+
+ATTENDEE = "attendee"
+STATUSES = ("pending", "confirmed", "rejected", "cancelled")
+
+
+def registration_location(registration_id: uuid.UUID) -> str:
+    return f"/api/v1/registrations/{registration_id}"
+
+
+class RegistrationController(Controller):
+    tags = ["registrations"]
+
+    @post("/api/v1/conventions/{convention_id:uuid}/registrations",
+          operation_id="registerAttendee", status_code=HTTP_201_CREATED,
+          summary="Register for a convention",
+          description="Waits a few seconds for the decision: 201 confirmed, 409 rejected with "
+          "its reason, 202 still pending. `Prefer: respond-async` answers 202 at once.")
+    async def register(
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        convention_id: uuid.UUID,
+        data: NewRegistration,
+        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+    ) -> Response[Any]:
+        if not await gateway.reads.convention_exists(convention_id):
+            raise not_found(convention_id)
+        registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
+        fingerprint = request_hash(data.model_dump(mode="json") | {"email": data.email.casefold()})
+        if idempotency_key is not None:
+            known = await gateway.reads.registration(registration_id)
+            if known is not None and known[0].status != "pending":
+                return _answer(known, fingerprint)
+        command = RegisterAttendee(
+            convention_id=convention_id,
+            registration_id=registration_id,
+            email=data.email,
+            name=data.name,
+            badge_type=data.badge_type,
+            request_hash=fingerprint,
+        )
+        await gateway.send(request, command, registration_id, ATTENDEE)
+        if await gateway.await_outcome(request, registration_id) is None:
+            return _pending(registration_id)
+        known = await gateway.reads.registration(registration_id)
+        if known is None:
+            return _pending(registration_id)
+        return _answer(known, fingerprint)
+
+    @get("/api/v1/registrations/{registration_id:uuid}", operation_id="getRegistration")
+    async def get_registration(
+        self, gateway: Gateway, registration_id: uuid.UUID
+    ) -> RegistrationView:
+        known = await gateway.reads.registration(registration_id)
+        if known is None:
+            raise _unknown(registration_id)
+        return known[0]
+
+    @delete("/api/v1/registrations/{registration_id:uuid}", operation_id="cancelRegistration",
+            status_code=HTTP_200_OK, summary="Cancel a confirmed registration, freeing its seat")
+    async def cancel(
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        registration_id: uuid.UUID,
+        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+    ) -> Response[Any]:
+        known = await gateway.reads.registration(registration_id)
+        if known is None:
+            raise _unknown(registration_id)
+        view = known[0]
+        if view.status == "cancelled":
+            return Response(view, status_code=HTTP_200_OK)
+        if view.status == "pending":
+            raise Problem(409, "registration-pending", "Registration not decided yet",
+                          "Try again once the registration is decided.",
+                          registration_id=str(registration_id))
+        if view.status != "confirmed":
+            raise _not_cancellable(view)
+        command_id = command_id_for(f"cancel:{registration_id}", idempotency_key)
+        command = CancelRegistration(
+            convention_id=view.convention_id, registration_id=registration_id
+        )
+        await gateway.send(request, command, command_id, ATTENDEE)
+        outcome = await gateway.await_outcome(request, command_id)
+        if outcome is None:
+            return Response(
+                Accepted(registration_id=registration_id, command_id=command_id,
+                         status="cancellation-pending"),
+                status_code=HTTP_202_ACCEPTED,
+                headers={"Location": registration_location(registration_id)},
+            )
+        known = await gateway.reads.registration(registration_id)
+        assert known is not None
+        if not outcome.accepted:
+            raise _not_cancellable(known[0])
+        return Response(known[0], status_code=HTTP_200_OK)
+
+    @get("/api/v1/admin/conventions/{convention_id:uuid}/registrations",
+         operation_id="adminListRegistrations", guards=[admin_guard], tags=["admin"],
+         summary="A convention's registrations, oldest first, by cursor")
+    async def list_registrations(
+        self,
+        gateway: Gateway,
+        convention_id: uuid.UUID,
+        status: str | None = None,
+        cursor: str | None = None,
+        limit: int = Parameter(query="limit", ge=1, le=500, default=50),
+    ) -> RegistrationPage:
+        if status is not None and status not in STATUSES:
+            raise Problem(400, "validation-error", "Invalid request",
+                          f"status must be one of {', '.join(STATUSES)}.",
+                          errors=[{"field": "status", "message": "unknown status"}])
+        if not await gateway.reads.convention_exists(convention_id):
+            raise not_found(convention_id)
+        items, next_cursor = await gateway.reads.registrations(
+            convention_id, status=status, cursor=cursor, limit=limit
+        )
+        return RegistrationPage(items=items, next=next_cursor)
+
+
+def _answer(known: tuple[RegistrationView, str], fingerprint: str) -> Response[Any]:
+    view, stored_fingerprint = known
+    if stored_fingerprint != fingerprint:
+        raise key_reused()
+    location = {"Location": registration_location(view.registration_id)}
+    if view.status == "pending":
+        return _pending(view.registration_id)
+    if view.status == "rejected":
+        raise Problem(409, "registration-rejected", "Registration rejected",
+                      _REASONS.get(view.reason or "", "The registration was rejected."),
+                      headers=location, reason=view.reason,
+                      registration_id=str(view.registration_id))
+    status = HTTP_201_CREATED if view.status == "confirmed" else HTTP_200_OK
+    return Response(view, status_code=status, headers=location)
+
+
+def _pending(registration_id: uuid.UUID) -> Response[Any]:
+    return Response(
+        Accepted(registration_id=registration_id, command_id=registration_id),
+        status_code=HTTP_202_ACCEPTED,
+        headers={"Location": registration_location(registration_id)},
+    )
+
+
+def _unknown(registration_id: uuid.UUID) -> Problem:
+    return Problem(404, "registration-not-found", "Registration not found",
+                   f"There is no registration {registration_id}.")
+
+
+def _not_cancellable(view: RegistrationView) -> Problem:
+    return Problem(409, "registration-not-cancellable", "Registration cannot be cancelled",
+                   f"The registration is {view.status}.", reason="not_cancellable",
+                   registration_id=str(view.registration_id))
+
+
+_REASONS = {
+    "not_open": "The convention is not open for registration.",
+    "unknown_badge_type": "The convention has no such badge type.",
+    "sold_out": "This badge type is sold out.",
+    "already_registered": "This e-mail already holds a registration for this convention.",
+}

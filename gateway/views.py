@@ -1,0 +1,109 @@
+"""What the API answers with and accepts: request bodies and views of the read models."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import date, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from schemas.registration import BadgeTypeSpec
+
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str) -> str:
+    value = value.strip()
+    if not _EMAIL.match(value):
+        raise ValueError("not an e-mail address")
+    return value
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be blank")
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_text)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class NewConvention(Body):
+    name: Text
+    starts_on: date
+    ends_on: date
+    badge_types: list[BadgeTypeSpec] = Field(min_length=1, max_length=50)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NewConvention:
+        if self.ends_on < self.starts_on:
+            raise ValueError("ends_on is before starts_on")
+        codes = [b.code for b in self.badge_types]
+        if len(set(codes)) != len(codes):
+            raise ValueError("badge type codes must be unique")
+        return self
+
+
+class NewRegistration(Body):
+    email: Email
+    name: Text
+    badge_type: str = Field(min_length=1, max_length=40)
+
+
+class BadgeTypeView(BaseModel):
+    code: str
+    name: str
+    price_cents: int
+    quota: int
+    sold: int
+    remaining: int
+
+
+class ConventionView(BaseModel):
+    convention_id: uuid.UUID
+    name: str
+    starts_on: date
+    ends_on: date
+    status: str
+    badge_types: list[BadgeTypeView]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConventionPage(BaseModel):
+    items: list[ConventionView]
+    next: str | None
+
+
+class RegistrationView(BaseModel):
+    registration_id: uuid.UUID
+    convention_id: uuid.UUID
+    email: str
+    name: str
+    badge_type: str
+    status: str
+    reason: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class RegistrationPage(BaseModel):
+    items: list[RegistrationView]
+    next: str | None
+
+
+class Accepted(BaseModel):
+    """A write taken but not yet decided: poll `Location`."""
+
+    status: str = "pending"
+    registration_id: uuid.UUID | None = None
+    convention_id: uuid.UUID | None = None
+    command_id: uuid.UUID

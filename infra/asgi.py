@@ -1,0 +1,11 @@
+"""ASGI entry point for uvicorn workers: `infra.asgi:app`."""
+
+from __future__ import annotations
+
+from infra.bootstrap import build_gateway_app
+from infra.logging import configure_logging
+from infra.settings import get_settings
+
+_settings = get_settings()
+configure_logging("gateway", _settings.log_level)
+app = build_gateway_app(_settings)

@@ -1,0 +1,171 @@
+"""The composition root: which handler serves which topics, with which engine and producer.
+
+Every role (and every test) is built here from a `Settings`; nothing else wires components.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from aiokafka import AIOKafkaProducer
+from litestar import Litestar
+from sqlalchemy import Table
+
+from consumers.registration import tables as write_tables
+from consumers.registration.handler import RegistrationDecider
+from gateway.app import create_app
+from gateway.deps import Gateway
+from gateway.reads import ReadModels
+from gateway.waiting import DecisionWaiter
+from infra.db import make_engine
+from infra.exactly_once import BatchHandler, ConsumerConfig, ExactlyOnceConsumer
+from infra.settings import Settings
+from producers.commands import CommandPublisher
+from producers.kafka import make_producer
+from producers.outbox import OutboxRelay
+from projections.reporting import tables as reporting_tables
+from projections.reporting.archive import EventArchiver
+from projections.website import tables as read_tables
+from projections.website.projector import WebsiteProjector
+from schemas.topics import Topics
+
+DECIDERS = ("registration",)
+PROJECTORS = ("website", "reporting")
+
+
+def topics_of(settings: Settings) -> Topics:
+    return Topics(settings.topic_prefix)
+
+
+def group_name(settings: Settings, role: str) -> str:
+    return f"{settings.topic_prefix}{role}"
+
+
+def build_gateway_app(settings: Settings) -> Litestar:
+    read_engine = make_engine(settings.db.read_url, pool_size=settings.db.pool_size)
+    reads = ReadModels(read_engine)
+    gateway = Gateway(
+        topics=topics_of(settings),
+        publisher=CommandPublisher(settings.kafka_bootstrap_servers),
+        reads=reads,
+        waiter=DecisionWaiter(reads),
+        read_engine=read_engine,
+        admin_token=settings.admin_token,
+        decision_wait_seconds=settings.decision_wait_seconds,
+    )
+    return create_app(gateway, max_body_bytes=settings.http.max_body_bytes)
+
+
+@dataclass
+class ConsumerRole:
+    """A consumer-group member ready to run: `run()` until `stop()`."""
+
+    consumer: ExactlyOnceConsumer
+    producer: AIOKafkaProducer
+    close: Callable[[], Awaitable[None]]
+
+    async def run(self) -> None:
+        await self.producer.start()
+        try:
+            await self.consumer.run()
+        finally:
+            await self.producer.stop()
+            await self.close()
+
+    def stop(self) -> None:
+        self.consumer.stop()
+
+
+def build_decider(settings: Settings, name: str = "registration", *,
+                  max_records: int = 500) -> ConsumerRole:
+    if name not in DECIDERS:
+        raise ValueError(f"unknown decider {name!r}; known: {', '.join(DECIDERS)}")
+    topics = topics_of(settings)
+    engine = make_engine(settings.db.write_url, pool_size=4)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    relay = OutboxRelay(engine, write_tables.outbox, producer)
+
+    async def flush_outbox(_: object) -> None:
+        await relay.drain(grace=timedelta(0))
+
+    consumer = ExactlyOnceConsumer(
+        ConsumerConfig(
+            group=group_name(settings, f"decider.{name}"),
+            topics=(topics.registration_commands,),
+            dead_letter_topic=topics.dead_letter,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            max_records=max_records,
+        ),
+        engine=engine,
+        positions=write_tables.consumer_positions,
+        handler=RegistrationDecider(topics, engine, producer),
+        producer=producer,
+        on_assigned=flush_outbox,
+    )
+    return ConsumerRole(consumer, producer, engine.dispose)
+
+
+def build_projector(settings: Settings, name: str, *, max_records: int = 1000) -> ConsumerRole:
+    topics = topics_of(settings)
+    handler: BatchHandler
+    positions: Table
+    if name == "website":
+        url = settings.db.read_url
+        handler = WebsiteProjector()
+        positions = read_tables.consumer_positions
+        sources = (topics.registration_events, topics.registration_commands)
+    elif name == "reporting":
+        url = settings.db.reporting_url
+        handler = EventArchiver()
+        positions = reporting_tables.consumer_positions
+        sources = topics.event_topics()
+    else:
+        raise ValueError(f"unknown projector {name!r}; known: {', '.join(PROJECTORS)}")
+    engine = make_engine(url, pool_size=4)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    consumer = ExactlyOnceConsumer(
+        ConsumerConfig(
+            group=group_name(settings, f"projector.{name}"),
+            topics=sources,
+            dead_letter_topic=topics.dead_letter,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            max_records=max_records,
+        ),
+        engine=engine,
+        positions=positions,
+        handler=handler,
+        producer=producer,
+    )
+    return ConsumerRole(consumer, producer, engine.dispose)
+
+
+@contextlib.asynccontextmanager
+async def relay_role(settings: Settings) -> AsyncIterator[OutboxRelay]:
+    engine = make_engine(settings.db.write_url, pool_size=2)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        yield OutboxRelay(engine, write_tables.outbox, producer)
+    finally:
+        await producer.stop()
+        await engine.dispose()
+
+
+async def serve(build: Callable[[], ConsumerRole]) -> None:
+    """Build a consumer role inside the running loop and run it until signalled."""
+    role = build()
+    await run_until_signalled(role.run, role.stop)
+
+
+async def run_until_signalled(run: Callable[[], Awaitable[None]], stop: Callable[[], None]) -> None:
+    """Run a role; SIGINT or SIGTERM asks it to stop and waits for it to finish cleanly."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    await run()
+

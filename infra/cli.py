@@ -1,0 +1,141 @@
+"""`butterfly`: one command, a subcommand per role and per operation."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import structlog
+
+from infra.bootstrap import DECIDERS, PROJECTORS
+from infra.logging import configure_logging
+from infra.settings import Settings, get_settings
+
+log = structlog.get_logger("butterfly")
+
+
+def _gateway(settings: Settings, args: argparse.Namespace) -> None:
+    import uvicorn
+
+    if not settings.admin_token:
+        sys.exit("butterfly gateway: set BUTTERFLY_ADMIN_TOKEN (admin calls need it).")
+    uvicorn.run(
+        "infra.asgi:app",
+        host=args.host or settings.http_host,
+        port=args.port or settings.http_port,
+        workers=args.workers,
+        access_log=False,
+        log_level="warning",
+        timeout_graceful_shutdown=10,
+        backlog=4096,
+    )
+
+
+def _decider(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import build_decider, serve
+
+    asyncio.run(serve(lambda: build_decider(settings, args.name)))
+
+
+def _projector(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import build_projector, serve
+
+    asyncio.run(serve(lambda: build_projector(settings, args.name)))
+
+
+def _relay(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import relay_role, run_until_signalled
+
+    async def main() -> None:
+        async with relay_role(settings) as relay:
+            await run_until_signalled(relay.run, relay.stop)
+
+    asyncio.run(main())
+
+
+def _migrate(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.migrate import migrate
+
+    asyncio.run(migrate(settings))
+    log.info("migrated", databases=settings.db.names())
+
+
+def _topics(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import topics_of
+    from producers.kafka import ensure_topics
+
+    topics = topics_of(settings)
+    created = asyncio.run(
+        ensure_topics(settings.kafka_bootstrap_servers, topics=topics.all(),
+                      kept_forever=topics.event_topics(), partitions=settings.partitions)
+    )
+    log.info("topics_ready", topics=topics.all(), created=created)
+
+
+def _rebuild(settings: Settings, args: argparse.Namespace) -> None:
+    from projections.rebuild import reset_projection
+
+    asyncio.run(reset_projection(settings, args.name))
+    log.info("projection_reset", projection=args.name,
+             next_step=f"start `butterfly projector {args.name}` to replay every event")
+
+
+def _dev(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.dev import run_dev
+
+    asyncio.run(run_dev(settings, fresh=args.fresh))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="butterfly", description="Butterfly convention registration: roles and operations."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("dev", help="start services, migrate, create topics and run every role")
+    p.add_argument("--fresh", action="store_true",
+                   help="drop the dev databases first (always done with a new embedded broker)")
+    p.set_defaults(func=_dev)
+
+    p = sub.add_parser("gateway", help="serve the HTTP API")
+    p.add_argument("--host", default=None)
+    p.add_argument("--port", type=int, default=None)
+    p.add_argument("--workers", type=int, default=1, help="gateway processes sharing the port")
+    p.set_defaults(func=_gateway)
+
+    p = sub.add_parser("decider", help="run a decider (domain rules) as a consumer-group member")
+    p.add_argument("name", choices=DECIDERS)
+    p.set_defaults(func=_decider)
+
+    p = sub.add_parser("projector", help="run a projector building read models")
+    p.add_argument("name", choices=PROJECTORS)
+    p.set_defaults(func=_projector)
+
+    p = sub.add_parser("relay", help="republish outbox events whose publisher died")
+    p.set_defaults(func=_relay)
+
+    p = sub.add_parser("migrate", help="create the databases and apply migrations")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("topics", help="create missing topics")
+    p.set_defaults(func=_topics)
+
+    p = sub.add_parser("rebuild", help="empty a projection's tables so it replays every event "
+                       "(stop that projector first)")
+    p.add_argument("name", choices=PROJECTORS)
+    p.set_defaults(func=_rebuild)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    settings = get_settings()
+    configure_logging(args.command if args.command != "decider" and args.command != "projector"
+                      else f"{args.command}.{args.name}", settings.log_level)
+    args.func(settings, args)
+
+
+if __name__ == "__main__":
+    main()

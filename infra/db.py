@@ -1,0 +1,41 @@
+"""Engines, the consumer-position table shared by every exactly-once consumer, and helpers."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    text,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def make_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        isolation_level="READ COMMITTED",
+    )
+
+
+def consumer_positions_table(metadata: MetaData) -> Table:
+    """Where a consumer group stands in each partition, and the epoch that fences zombies."""
+    return Table(
+        "consumer_positions",
+        metadata,
+        Column("group_name", String(200), nullable=False),
+        Column("topic", String(200), nullable=False),
+        Column("partition_no", Integer, nullable=False),
+        Column("next_offset", BigInteger, nullable=False, server_default=text("0")),
+        Column("epoch", BigInteger, nullable=False, server_default=text("0")),
+        PrimaryKeyConstraint("group_name", "topic", "partition_no"),
+    )

@@ -1,0 +1,95 @@
+"""`butterfly dev` (what `make run` runs): find or start the broker and MariaDB, migrate,
+create topics, then run every role as its own process until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from pathlib import Path
+
+import structlog
+
+from infra.migrate import drop_databases, migrate
+from infra.services import ServiceUnavailable, ensure_kafka, ensure_mariadb
+from infra.settings import Settings
+from infra.supervisor import Role, Supervisor
+from producers.kafka import ensure_topics
+from schemas.topics import Topics
+
+log = structlog.get_logger("butterfly.dev")
+
+
+def admin_token(settings: Settings, run_dir: Path) -> str:
+    """The configured token, or one made once and kept under the run folder."""
+    if settings.admin_token:
+        return settings.admin_token
+    path = run_dir / "admin_token"
+    if path.exists():
+        return path.read_text().strip()
+    token = secrets.token_urlsafe(24)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token
+
+
+def dev_roles(python: str = sys.executable) -> list[Role]:
+    cli = [python, "-m", "infra.cli"]
+    return [
+        Role("gateway", [*cli, "gateway"]),
+        Role("decider.registration", [*cli, "decider", "registration"]),
+        Role("projector.website", [*cli, "projector", "website"]),
+        Role("projector.reporting", [*cli, "projector", "reporting"]),
+        Role("relay", [*cli, "relay"]),
+    ]
+
+
+async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
+    run_dir = Path(settings.run_dir).resolve()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stoppables = []
+    try:
+        try:
+            bootstrap, broker = await ensure_kafka(settings, run_dir)
+            database_url, database = await ensure_mariadb(settings, run_dir)
+        except ServiceUnavailable as exc:
+            sys.exit(f"butterfly dev: {exc}")
+        stoppables = [s for s in (database, broker) if s is not None]
+        settings = settings.model_copy(
+            update={"kafka_bootstrap_servers": bootstrap, "database_url": database_url}
+        )
+        if broker is not None or fresh:
+            log.info("fresh_databases", reason="the embedded broker keeps nothing across "
+                     "restarts, so the databases start empty with it" if broker else "--fresh",
+                     databases=settings.db.names())
+            await drop_databases(settings)
+        await migrate(settings)
+        topics = Topics(settings.topic_prefix)
+        await ensure_topics(bootstrap, topics=topics.all(), kept_forever=topics.event_topics(),
+                            partitions=settings.partitions)
+        token = admin_token(settings, run_dir)
+        env = {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "DATABASE_URL": database_url,
+            "BUTTERFLY_ADMIN_TOKEN": token,
+            "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
+            "BUTTERFLY_DB_PREFIX": settings.db_prefix,
+        }
+        os.environ.update(env)
+        base = f"http://{settings.http_host}:{settings.http_port}"
+        print(
+            "\nButterfly is starting:\n"
+            f"  API        {base}/api/v1/conventions\n"
+            f"  OpenAPI    {base}/schema/openapi.json  (Swagger UI: {base}/schema/swagger)\n"
+            f"  Health     {base}/health\n"
+            f"  Admin      Authorization: Bearer {token}\n"
+            f"  Kafka      {bootstrap}\n"
+            f"  MariaDB    {settings.db.server_url().render_as_string()} "
+            f"({', '.join(settings.db.names())})\n"
+            "  Ctrl-C stops everything.\n",
+            flush=True,
+        )
+        await Supervisor().run(dev_roles())
+    finally:
+        for service in stoppables:
+            service.stop()

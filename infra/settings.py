@@ -1,0 +1,119 @@
+"""Typed settings, one class per concern, read from the environment (and `.env`).
+
+The real environment wins over `.env`. `get_settings()` is cached; tests build their own
+`Settings(...)` and pass it to the composition root instead.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+
+
+class HttpSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = 8000
+    decision_wait_seconds: float = 5.0
+    max_body_bytes: int = 64 * 1024
+
+
+class KafkaSettings(BaseModel):
+    bootstrap_servers: str = ""
+    """Empty means: start (or reuse) the embedded broker."""
+    topic_prefix: str = "butterfly."
+    partitions: int = 6
+    embedded_port: int = 19092
+
+
+class DatabaseSettings(BaseModel):
+    url: str = "mysql+asyncmy://root@127.0.0.1:3306/"
+    """The server; each database name below is appended to it."""
+    write_name: str = "butterfly_write"
+    read_name: str = "butterfly_read"
+    reporting_name: str = "butterfly_reporting"
+    pool_size: int = 10
+
+    def server_url(self) -> URL:
+        url = make_url(self.url)
+        if url.drivername in ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql"):
+            url = url.set(drivername="mysql+asyncmy")
+        return url.set(database=None)
+
+    def url_for(self, name: str) -> URL:
+        return self.server_url().set(database=name)
+
+    @property
+    def write_url(self) -> URL:
+        return self.url_for(self.write_name)
+
+    @property
+    def read_url(self) -> URL:
+        return self.url_for(self.read_name)
+
+    @property
+    def reporting_url(self) -> URL:
+        return self.url_for(self.reporting_name)
+
+    def names(self) -> tuple[str, str, str]:
+        return (self.write_name, self.read_name, self.reporting_name)
+
+
+class Settings(BaseSettings):
+    """Everything a Butterfly process needs to know, from `BUTTERFLY_*` and a few plain names."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="BUTTERFLY_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    admin_token: str = Field(default="", min_length=0)
+    http_port: int = 8000
+    http_host: str = "127.0.0.1"
+    partitions: int = 6
+    topic_prefix: str = "butterfly."
+    db_prefix: str = "butterfly"
+    kafka_bootstrap_servers: str = Field(default="", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    database_url: str = Field(
+        default="mysql+asyncmy://root@127.0.0.1:3306/", validation_alias="DATABASE_URL"
+    )
+    embedded_kafka_port: int = 19092
+    decision_wait_seconds: float = 5.0
+    log_level: str = "INFO"
+    run_dir: str = ".run"
+
+    @property
+    def http(self) -> HttpSettings:
+        return HttpSettings(
+            host=self.http_host,
+            port=self.http_port,
+            decision_wait_seconds=self.decision_wait_seconds,
+        )
+
+    @property
+    def kafka(self) -> KafkaSettings:
+        return KafkaSettings(
+            bootstrap_servers=self.kafka_bootstrap_servers,
+            topic_prefix=self.topic_prefix,
+            partitions=self.partitions,
+            embedded_port=self.embedded_kafka_port,
+        )
+
+    @property
+    def db(self) -> DatabaseSettings:
+        return DatabaseSettings(
+            url=self.database_url,
+            write_name=f"{self.db_prefix}_write",
+            read_name=f"{self.db_prefix}_read",
+            reporting_name=f"{self.db_prefix}_reporting",
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

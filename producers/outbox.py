@@ -1,0 +1,126 @@
+"""The transactional outbox: events are written beside the state that decided them, published
+after commit, and republished by the relay if the publishing process died first."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import Table, select, update
+from sqlalchemy.dialects.mysql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from producers.kafka import OutgoingRecord, publish_all
+
+log = structlog.get_logger(__name__)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+async def stage(
+    conn: AsyncConnection, outbox: Table, records: Sequence[tuple[str, OutgoingRecord]]
+) -> None:
+    """Write (event_id, record) pairs into the outbox inside the caller's transaction."""
+    if not records:
+        return
+    now = utcnow()
+    await conn.execute(
+        insert(outbox),
+        [
+            {
+                "event_id": event_id,
+                "topic": record.topic,
+                "message_key": record.key,
+                "headers": json.dumps([[k, v.decode()] for k, v in record.headers]),
+                "value": record.value,
+                "created_at": now,
+            }
+            for event_id, record in records
+        ],
+    )
+
+
+async def mark_published(conn: AsyncConnection, outbox: Table, event_ids: Sequence[str]) -> None:
+    if event_ids:
+        await conn.execute(
+            update(outbox).where(outbox.c.event_id.in_(event_ids)).values(published_at=utcnow())
+        )
+
+
+class OutboxRelay:
+    """Publishes outbox rows still unpublished after `grace` (their publisher died), oldest first."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        outbox: Table,
+        producer: AIOKafkaProducer,
+        *,
+        grace: timedelta = timedelta(seconds=3),
+        batch_size: int = 500,
+        interval: float = 1.0,
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._producer = producer
+        self._grace = grace
+        self._batch_size = batch_size
+        self._interval = interval
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def relay_once(self, *, grace: timedelta | None = None) -> int:
+        """Publish one batch of stale rows; returns how many were published."""
+        cutoff = utcnow() - (self._grace if grace is None else grace)
+        o = self._outbox.c
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(o.event_id, o.topic, o.message_key, o.headers, o.value)
+                    .where(o.published_at.is_(None), o.created_at <= cutoff)
+                    .order_by(o.seq)
+                    .limit(self._batch_size)
+                )
+            ).all()
+        if not rows:
+            return 0
+        await publish_all(
+            self._producer,
+            (
+                OutgoingRecord(
+                    row.topic,
+                    row.message_key,
+                    row.value,
+                    [(k, v.encode()) for k, v in json.loads(row.headers)],
+                )
+                for row in rows
+            ),
+        )
+        async with self._engine.begin() as conn:
+            await mark_published(conn, self._outbox, [row.event_id for row in rows])
+        log.info("outbox_relayed", count=len(rows))
+        return len(rows)
+
+    async def drain(self, *, grace: timedelta | None = None) -> int:
+        total = 0
+        while count := await self.relay_once(grace=grace):
+            total += count
+        return total
+
+    async def run(self) -> None:
+        log.info("relay_started")
+        while not self._stopping.is_set():
+            await self.drain()
+            try:
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+            except TimeoutError:
+                pass
+        log.info("relay_stopped")

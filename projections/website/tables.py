@@ -1,0 +1,83 @@
+"""The website read models in `butterfly_read`: what the gateway answers from."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Date,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+)
+from sqlalchemy.dialects.mysql import DATETIME
+
+from infra.db import consumer_positions_table
+
+metadata = MetaData()
+
+conventions = Table(
+    "conventions",
+    metadata,
+    Column("convention_id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("request_hash", String(64), nullable=False),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_conventions_created", "created_at", "convention_id"),
+)
+
+badge_types = Table(
+    "badge_types",
+    metadata,
+    Column("convention_id", String(36), nullable=False),
+    Column("code", String(40), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("price_cents", BigInteger, nullable=False),
+    Column("quota", Integer, nullable=False),
+    Column("sold", Integer, nullable=False),
+    Column("position", Integer, nullable=False),
+    PrimaryKeyConstraint("convention_id", "code"),
+)
+
+registrations = Table(
+    "registrations",
+    metadata,
+    Column("registration_id", String(36), primary_key=True),
+    Column("convention_id", String(36), nullable=False),
+    Column("email", String(254), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("badge_type", String(40), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(40), nullable=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("created_at", DATETIME(fsp=6), nullable=False),
+    Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_registrations_listing", "convention_id", "status", "created_at", "registration_id"),
+    Index("ix_registrations_by_convention", "convention_id", "created_at", "registration_id"),
+)
+
+command_outcomes = Table(
+    "command_outcomes",
+    metadata,
+    Column("command_id", String(36), primary_key=True),
+    Column("outcome", String(16), nullable=False),
+    Column("reason", String(40), nullable=True),
+    Column("subject_id", String(36), nullable=False),
+    Column("recorded_at", DATETIME(fsp=6), nullable=False),
+)
+"""How each decided command ended: what the gateway waits on to answer a write."""
+
+applied_events = Table(
+    "applied_events",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+)
+
+consumer_positions = consumer_positions_table(metadata)

@@ -1,0 +1,71 @@
+"""From envelope to typed message: the type registry and the upcasters for old versions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.envelope import Envelope, UndecodableMessage, describe_validation_error
+from schemas.registration import COMMANDS, EVENTS, Message
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+MESSAGE_TYPES: Mapping[str, type[Message]] = {cls.message_type: cls for cls in COMMANDS + EVENTS}
+
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+"""(type, version) -> pure function turning a version-N payload into version N+1."""
+
+
+def payload_of(envelope: Envelope) -> Message:
+    """The typed message inside an envelope, upcast to the current version first."""
+    cls = MESSAGE_TYPES.get(envelope.type)
+    if cls is None:
+        raise UndecodableMessage(f"unknown message type {envelope.type!r}")
+    if envelope.schema_version > cls.schema_version:
+        raise UndecodableMessage(
+            f"{envelope.type} v{envelope.schema_version} is newer than this code (v{cls.schema_version})"
+        )
+    payload = dict(envelope.payload)
+    for version in range(envelope.schema_version, cls.schema_version):
+        upcast = UPCASTERS.get((envelope.type, version))
+        if upcast is None:
+            raise UndecodableMessage(f"no upcaster for {envelope.type} v{version}")
+        payload = upcast(payload)
+    try:
+        return cls.model_validate(payload)
+    except ValidationError as exc:
+        raise UndecodableMessage(
+            f"invalid {envelope.type} payload: {describe_validation_error(exc)}"
+        ) from exc
+
+
+def wrap(
+    message: Message,
+    *,
+    message_id: uuid.UUID,
+    occurred_at: datetime,
+    correlation_id: uuid.UUID,
+    causation_id: uuid.UUID | None,
+    key: str,
+    actor: str,
+) -> Envelope:
+    return Envelope(
+        message_id=message_id,
+        type=message.message_type,
+        schema_version=message.schema_version,
+        occurred_at=occurred_at,
+        correlation_id=correlation_id,
+        causation_id=causation_id,
+        key=key,
+        actor=actor,
+        payload=message.model_dump(mode="json"),
+    )
+
+
+def event_id(command_id: uuid.UUID, index: int) -> uuid.UUID:
+    """The id of the index-th event decided from a command: the same on every re-decision."""
+    return uuid.uuid5(command_id, f"event-{index}")

@@ -1,0 +1,37 @@
+"""Topic names and message keys: what lands on which partition."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic name, under one prefix so test runs and environments never collide."""
+
+    prefix: str = "butterfly."
+
+    @property
+    def registration_commands(self) -> str:
+        return f"{self.prefix}registration.commands"
+
+    @property
+    def registration_events(self) -> str:
+        return f"{self.prefix}registration.events"
+
+    @property
+    def dead_letter(self) -> str:
+        return f"{self.prefix}dead-letter"
+
+    def all(self) -> tuple[str, ...]:
+        return (self.registration_commands, self.registration_events, self.dead_letter)
+
+    def event_topics(self) -> tuple[str, ...]:
+        """Topics that are the system of record: kept forever."""
+        return (self.registration_events,)
+
+
+def registration_key(convention_id: uuid.UUID) -> str:
+    """Everything about one convention's registrations lands on one partition."""
+    return str(convention_id)

@@ -1,0 +1,108 @@
+"""The Alembic migrations build exactly the tables the code declares, and can run twice."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import MetaData, inspect, pool, text
+from sqlalchemy.engine import URL, Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from consumers.registration.tables import metadata as write_metadata
+from infra.migrate import database_urls, drop_databases, migrate
+from infra.settings import Settings
+from projections.reporting.tables import metadata as reporting_metadata
+from projections.website.tables import metadata as read_metadata
+
+pytestmark = pytest.mark.integration
+
+METADATA = {"write": write_metadata, "read": read_metadata, "reporting": reporting_metadata}
+
+
+@pytest.fixture
+async def settings() -> AsyncIterator[Settings]:
+    settings = Settings(db_prefix=f"bfy_mig_{secrets.token_hex(4)}")
+    yield settings
+    await drop_databases(settings)
+
+
+def _schema(connection: Connection) -> dict[str, dict[str, Any]]:
+    inspector = inspect(connection)
+    return {
+        name: {
+            "columns": [column["name"] for column in inspector.get_columns(name)],
+            "primary_key": inspector.get_pk_constraint(name)["constrained_columns"],
+            "indexes": {
+                index["name"]: (index["column_names"], bool(index["unique"]))
+                for index in inspector.get_indexes(name)
+            },
+            "engine": inspector.get_table_options(name).get("mysql_engine"),
+        }
+        for name in inspector.get_table_names()
+    }
+
+
+def _diff(connection: Connection, metadata: MetaData) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, metadata))
+
+
+async def _inspect(url: URL, metadata: MetaData) -> tuple[dict[str, dict[str, Any]], list[Any]]:
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            schema = await connection.run_sync(_schema)
+            diff = await connection.run_sync(_diff, metadata)
+    finally:
+        await engine.dispose()
+    return schema, diff
+
+
+async def _existing_databases(settings: Settings) -> set[str]:
+    engine = create_async_engine(settings.db.server_url(), poolclass=pool.NullPool)
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(text("SHOW DATABASES"))
+            return {row[0] for row in result} & set(settings.db.names())
+    finally:
+        await engine.dispose()
+
+
+async def test_migrations_create_the_declared_tables_and_are_idempotent(
+    settings: Settings,
+) -> None:
+    await migrate(settings)
+    await migrate(settings)
+
+    for database, url in database_urls(settings.db).items():
+        metadata = METADATA[database]
+        schema, diff = await _inspect(url, metadata)
+
+        assert set(schema) == {*metadata.tables, "alembic_version"}, database
+        for name, table in metadata.tables.items():
+            assert schema[name]["columns"] == [column.name for column in table.columns], name
+            assert schema[name]["primary_key"] == [c.name for c in table.primary_key], name
+            assert schema[name]["engine"] == "InnoDB", name
+            for index in table.indexes:
+                assert schema[name]["indexes"][index.name] == (
+                    [column.name for column in index.columns],
+                    bool(index.unique),
+                ), index.name
+            for column in table.columns:
+                if column.unique:
+                    assert ([column.name], True) in schema[name]["indexes"].values(), column.name
+        assert diff == [], f"{database}: {diff}"
+
+
+async def test_drop_databases_removes_all_three(settings: Settings) -> None:
+    await migrate(settings)
+    assert await _existing_databases(settings) == set(settings.db.names())
+
+    await drop_databases(settings)
+
+    assert await _existing_databases(settings) == set()
