@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from gateway.deps import Gateway, command_id_for, key_reused, request_hash
+from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
 from gateway.problems import Problem
 from gateway.views import Accepted, ConventionPage, ConventionView, NewConvention
 from schemas.registration import (
@@ -22,7 +22,7 @@ from schemas.registration import (
 )
 
 ADMIN = "admin"
-Limit = Parameter(query="limit", ge=1, le=100, default=20)
+Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
 
 
 def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
@@ -53,7 +53,7 @@ class ConventionController(Controller):
 
     @get("/", operation_id="listConventions", summary="Open and closed conventions")
     async def list_conventions(
-        self, gateway: Gateway, cursor: str | None = None, limit: int = Limit
+        self, gateway: Gateway, cursor: str | None = None, limit: Limit = 20
     ) -> ConventionPage:
         items, next_cursor = await gateway.reads.conventions(
             include_drafts=False, cursor=cursor, limit=limit
@@ -76,7 +76,7 @@ class AdminConventionController(Controller):
 
     @get("/", operation_id="adminListConventions", summary="Every convention, drafts included")
     async def list_all(
-        self, gateway: Gateway, cursor: str | None = None, limit: int = Limit
+        self, gateway: Gateway, cursor: str | None = None, limit: Limit = 20
     ) -> ConventionPage:
         items, next_cursor = await gateway.reads.conventions(
             include_drafts=True, cursor=cursor, limit=limit
@@ -97,7 +97,7 @@ class AdminConventionController(Controller):
         request: Request[Any, Any, Any],
         gateway: Gateway,
         data: NewConvention,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         convention_id = command_id_for("convention", idempotency_key)
         fingerprint = request_hash(data.model_dump(mode="json"))
@@ -130,7 +130,7 @@ class AdminConventionController(Controller):
         request: Request[Any, Any, Any],
         gateway: Gateway,
         convention_id: uuid.UUID,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         return await _transition(request, gateway, OpenConvention(convention_id=convention_id),
                                  idempotency_key)
@@ -142,7 +142,7 @@ class AdminConventionController(Controller):
         request: Request[Any, Any, Any],
         gateway: Gateway,
         convention_id: uuid.UUID,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         return await _transition(request, gateway, CloseConvention(convention_id=convention_id),
                                  idempotency_key)

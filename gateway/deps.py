@@ -7,10 +7,11 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 import structlog
 from litestar import Request
+from litestar.params import HeaderParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +25,14 @@ from schemas.registry import wrap
 from schemas.topics import Topics, registration_key
 
 CORRELATION_HEADER = "X-Correlation-ID"
+IdempotencyKey = Annotated[
+    str | None,
+    HeaderParameter(
+        name="Idempotency-Key",
+        description="Retrying with the same key and body gives the same result.",
+        max_length=200,
+    ),
+]
 IDEMPOTENCY_NAMESPACE = uuid.UUID("6f1f7f52-8d1e-4c53-9a4e-2b7c55c3b0a1")
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import Parameter
+from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from gateway.conventions import Limit, admin_guard, not_found
-from gateway.deps import Gateway, command_id_for, key_reused, request_hash
+from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
 from gateway.problems import Problem
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
 from schemas.registration import CancelRegistration, RegisterAttendee
@@ -37,7 +37,7 @@ class RegistrationController(Controller):
         gateway: Gateway,
         convention_id: uuid.UUID,
         data: NewRegistration,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         if not await gateway.reads.convention_exists(convention_id):
             raise not_found(convention_id)
@@ -79,7 +79,7 @@ class RegistrationController(Controller):
         request: Request[Any, Any, Any],
         gateway: Gateway,
         registration_id: uuid.UUID,
-        idempotency_key: str | None = Parameter(header="Idempotency-Key", default=None),
+        idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         known = await gateway.reads.registration(registration_id)
         if known is None:
@@ -121,7 +121,7 @@ class RegistrationController(Controller):
         convention_id: uuid.UUID,
         status: str | None = None,
         cursor: str | None = None,
-        limit: int = Parameter(query="limit", ge=1, le=500, default=50),
+        limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> RegistrationPage:
         if status is not None and status not in STATUSES:
             raise Problem(400, "validation-error", "Invalid request",

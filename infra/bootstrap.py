@@ -81,8 +81,14 @@ class ConsumerRole:
         self.consumer.stop()
 
 
-def build_decider(settings: Settings, name: str = "registration", *,
-                  max_records: int = 500) -> ConsumerRole:
+def build_decider(
+    settings: Settings,
+    name: str = "registration",
+    *,
+    max_records: int = 500,
+    wrap_handler: Callable[[BatchHandler], BatchHandler] | None = None,
+) -> ConsumerRole:
+    """`wrap_handler` lets a test put a fault between the decision and its publication."""
     if name not in DECIDERS:
         raise ValueError(f"unknown decider {name!r}; known: {', '.join(DECIDERS)}")
     topics = topics_of(settings)
@@ -103,14 +109,21 @@ def build_decider(settings: Settings, name: str = "registration", *,
         ),
         engine=engine,
         positions=write_tables.consumer_positions,
-        handler=RegistrationDecider(topics, engine, producer),
+        handler=(wrap_handler or _same)(RegistrationDecider(topics, engine, producer)),
         producer=producer,
         on_assigned=flush_outbox,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 
 
-def build_projector(settings: Settings, name: str, *, max_records: int = 1000) -> ConsumerRole:
+def _same(handler: BatchHandler) -> BatchHandler:
+    return handler
+
+
+def build_projector(
+    settings: Settings, name: str, *, max_records: int = 1000, group: str | None = None
+) -> ConsumerRole:
+    """`group` overrides the consumer group, to replay into other databases side by side."""
     topics = topics_of(settings)
     handler: BatchHandler
     positions: Table
@@ -130,7 +143,7 @@ def build_projector(settings: Settings, name: str, *, max_records: int = 1000) -
     producer = make_producer(settings.kafka_bootstrap_servers)
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(
-            group=group_name(settings, f"projector.{name}"),
+            group=group or group_name(settings, f"projector.{name}"),
             topics=sources,
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,

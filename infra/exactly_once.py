@@ -33,6 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.envelope import (
     HEADER_ERROR,
+    HEADER_CONSUMER_GROUP,
     HEADER_ERROR_CLASS,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
@@ -269,6 +270,7 @@ class ExactlyOnceConsumer:
                 (HEADER_SOURCE_TOPIC, record.topic.encode()),
                 (HEADER_SOURCE_PARTITION, str(record.partition).encode()),
                 (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
+                (HEADER_CONSUMER_GROUP, self.config.group.encode()),
             ]
             key = (record.key or b"").decode(errors="replace") or f"{record.topic}-{record.partition}"
             outgoing.append(

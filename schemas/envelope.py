@@ -17,6 +17,7 @@ HEADER_ERROR_CLASS = "error_class"
 HEADER_SOURCE_TOPIC = "source_topic"
 HEADER_SOURCE_PARTITION = "source_partition"
 HEADER_SOURCE_OFFSET = "source_offset"
+HEADER_CONSUMER_GROUP = "consumer_group"
 
 Headers = list[tuple[str, bytes]]
 
