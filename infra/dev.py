@@ -3,7 +3,6 @@ create topics, then run every role as its own process until Ctrl-C or SIGTERM.""
 
 from __future__ import annotations
 
-import os
 import secrets
 import sys
 from pathlib import Path
@@ -33,14 +32,15 @@ def admin_token(settings: Settings, run_dir: Path) -> str:
     return token
 
 
-def dev_roles(python: str = sys.executable) -> list[Role]:
+def dev_roles(env: dict[str, str], python: str = sys.executable) -> list[Role]:
+    """Every role as its own process, `env` added to this process's environment."""
     cli = [python, "-m", "infra.cli"]
     return [
-        Role("gateway", [*cli, "gateway"]),
-        Role("decider.registration", [*cli, "decider", "registration"]),
-        Role("projector.website", [*cli, "projector", "website"]),
-        Role("projector.reporting", [*cli, "projector", "reporting"]),
-        Role("relay", [*cli, "relay"]),
+        Role("gateway", [*cli, "gateway"], env),
+        Role("decider.registration", [*cli, "decider", "registration"], env),
+        Role("projector.website", [*cli, "projector", "website"], env),
+        Role("projector.reporting", [*cli, "projector", "reporting"], env),
+        Role("relay", [*cli, "relay"], env),
     ]
 
 
@@ -75,7 +75,6 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
             "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         }
-        os.environ.update(env)
         base = f"http://{settings.http_host}:{settings.http_port}"
         print(
             "\nButterfly is starting:\n"
@@ -89,7 +88,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
-        await Supervisor().run(dev_roles())
+        await Supervisor().run(dev_roles(env))
     finally:
         for service in stoppables:
             service.stop()

@@ -1,0 +1,66 @@
+"""The running system for end-to-end tests: every role as its own process, supervised the
+way `make run` does it, on this test run's broker, databases and topics."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from infra.dev import dev_roles
+from infra.services import free_port
+from infra.settings import Settings
+from infra.supervisor import Supervisor
+from tests.conftest import TEST_TOKEN, StackFactory
+from tests.support import eventually
+
+
+@dataclass
+class Stack:
+    settings: Settings
+    base_url: str
+    supervisor: Supervisor
+
+    def client(self, **kwargs: object) -> httpx.AsyncClient:
+        return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def admin(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {TEST_TOKEN}"}
+
+
+@pytest.fixture(scope="session")
+async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
+    port = free_port()
+    settings = await make_settings(partitions=3, http_port=port)
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "DATABASE_URL": settings.database_url,
+        "BUTTERFLY_ADMIN_TOKEN": TEST_TOKEN,
+        "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
+        "BUTTERFLY_DB_PREFIX": settings.db_prefix,
+        "BUTTERFLY_HTTP_PORT": str(port),
+        "BUTTERFLY_DECISION_WAIT_SECONDS": "10",
+    }
+    supervisor = Supervisor(handle_signals=False, initial_backoff=0.2, max_backoff=1.0)
+    task = asyncio.create_task(supervisor.run(dev_roles(env, sys.executable)))
+    base_url = f"http://127.0.0.1:{port}"
+
+    async def health() -> int:
+        try:
+            async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
+                return (await client.get("/health")).status_code
+        except httpx.TransportError:
+            return 0
+
+    try:
+        await eventually(health, lambda status: status == 200, timeout=60, interval=0.2,
+                         what="the gateway's /health")
+        yield Stack(settings, base_url, supervisor)
+    finally:
+        supervisor.stop()
+        await asyncio.wait_for(task, 60)
