@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from aiokafka.errors import KafkaError
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
+from sqlalchemy.exc import DBAPIError
 
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://butterfly.example/problems/"
@@ -110,6 +112,15 @@ def _on_not_found(
                             "No resource lives at this address.")
 
 
+def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
+    log.warning("dependency_unavailable", path=request.url.path, error=str(exc)[:300])
+    return problem_response(
+        request, 503, "unavailable", "Service unavailable",
+        "A backing service did not answer; nothing was applied. Try again shortly.",
+        headers={"Retry-After": "2"},
+    )
+
+
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path)
     return problem_response(
@@ -123,6 +134,9 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     ValidationException: _on_validation,
     NotFoundException: _on_not_found,
     HTTPException: _on_http,
+    KafkaError: _on_unavailable,
+    DBAPIError: _on_unavailable,
+    TimeoutError: _on_unavailable,
     Exception: _on_unexpected,
 }
 

@@ -217,8 +217,10 @@ class EmbeddedBroker:
         binary: Path | None = None,
         start_timeout: float = 15.0,
         stop_timeout: float = 5.0,
+        pid_file: Path | None = None,
     ) -> None:
         self.port = port
+        self.pid_file = pid_file
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
         self._binary = binary
@@ -262,12 +264,16 @@ class EmbeddedBroker:
         except BaseException:
             self.stop()
             raise
+        if self.pid_file is not None:
+            self.pid_file.write_text(f"{self.pid}\n")
         log.info("embedded broker started", bootstrap=self.bootstrap, pid=self.pid)
 
     def stop(self) -> None:
         """SIGTERM the broker, SIGKILL it if it is still there after `stop_timeout`."""
         if self._child.pid is not None:
             self._child.stop(self.stop_timeout)
+            if self.pid_file is not None:
+                self.pid_file.unlink(missing_ok=True)
             log.info("embedded broker stopped", bootstrap=self.bootstrap)
 
 
@@ -282,15 +288,40 @@ async def ensure_kafka(settings: Settings, run_dir: Path) -> tuple[str, Embedded
             "or unset KAFKA_BOOTSTRAP_SERVERS to use the embedded one"
         )
     port = settings.embedded_kafka_port
+    pid_file = run_dir / f"tansu-{port}.pid"
+    await _stop_stale_broker(pid_file)
     if port_in_use(port):
         raise ServiceUnavailable(
             f"Port {port} for the embedded broker is taken (a broker left from an earlier run?); "
             f"stop it, set KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:{port} to use it, "
             "or choose another BUTTERFLY_EMBEDDED_KAFKA_PORT"
         )
-    broker = EmbeddedBroker(port, run_dir / f"tansu-{port}.log")
+    broker = EmbeddedBroker(port, run_dir / f"tansu-{port}.log", pid_file=pid_file)
     await broker.start()
     return broker.bootstrap, broker
+
+
+async def _stop_stale_broker(pid_file: Path) -> None:
+    """A broker an earlier run started and never stopped (it was killed): its in-memory
+    records are useless to a new run, so it is stopped rather than reused."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        pid_file.unlink(missing_ok=True)
+        return
+    if b"tansu" not in cmdline:
+        pid_file.unlink(missing_ok=True)
+        return
+    log.info("stopping a broker left by an earlier run", pid=pid)
+    os.kill(pid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while _pid_alive(pid) and loop.time() < deadline:
+        await asyncio.sleep(POLL_INTERVAL_SECONDS)
+    if _pid_alive(pid):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
 
 
 async def mariadb_answers(url: URL | str, timeout: float = 3.0) -> bool:  # noqa: ASYNC109

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -16,6 +18,7 @@ import structlog
 log = structlog.get_logger()
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1
 
 
 @dataclass
@@ -152,7 +155,7 @@ class Supervisor:
         env = None if role.env is None else {**os.environ, **role.env}
         try:
             process = await asyncio.create_subprocess_exec(
-                *role.argv, env=env, start_new_session=True
+                *role.argv, env=env, start_new_session=True, preexec_fn=die_with_parent
             )
         except OSError as error:
             log.error("role failed to start", role=role.name, argv=role.argv, error=str(error))
@@ -182,6 +185,14 @@ class Supervisor:
             _signal_group(process, signal.SIGKILL)
             await process.wait()
         log.info("role stopped", role=role.name, pid=process.pid, returncode=process.returncode)
+
+
+def die_with_parent() -> None:
+    """In a child before exec: have Linux send SIGTERM when the supervisor dies, even by
+    SIGKILL, so no role outlives it holding ports and partitions."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(process: asyncio.subprocess.Process, signum: signal.Signals) -> None:
