@@ -27,8 +27,14 @@ async def health(request: Request[Any, Any, Any], gateway: Gateway) -> Response[
     if kafka and database:
         return Response({"status": "ok", "checks": checks})
     down = [name for name, state in checks.items() if state != "ok"]
-    return problem_response(request, 503, "unavailable", "Service unavailable",
-                            f"Not answering: {', '.join(down)}.", checks=checks)
+    return problem_response(
+        request,
+        503,
+        "unavailable",
+        "Service unavailable",
+        f"Not answering: {', '.join(down)}.",
+        checks=checks,
+    )
 
 
 def create_app(gateway: Gateway, *, max_body_bytes: int = 64 * 1024) -> Litestar:

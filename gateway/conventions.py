@@ -25,17 +25,21 @@ ADMIN = "admin"
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
     gateway: Gateway = connection.app.state.gateway
-    scheme, _, token = connection.headers.get("authorization", "").partition(" ")
+    scheme, _space, token = connection.headers.get("authorization", "").partition(" ")
     if (
         scheme.lower() != "bearer"
         or not gateway.admin_token
         or not hmac.compare_digest(token.strip().encode(), gateway.admin_token.encode())
     ):
-        raise Problem(401, "unauthorized", "Admin token required",
-                      "Send Authorization: Bearer <admin token>.",
-                      headers={"WWW-Authenticate": "Bearer"})
+        raise Problem(
+            401,
+            "unauthorized",
+            "Admin token required",
+            "Send Authorization: Bearer <admin token>.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
 
 
 def convention_location(convention_id: uuid.UUID) -> str:
@@ -43,8 +47,12 @@ def convention_location(convention_id: uuid.UUID) -> str:
 
 
 def not_found(convention_id: uuid.UUID) -> Problem:
-    return Problem(404, "convention-not-found", "Convention not found",
-                   f"There is no convention {convention_id}.")
+    return Problem(
+        404,
+        "convention-not-found",
+        "Convention not found",
+        f"There is no convention {convention_id}.",
+    )
 
 
 class ConventionController(Controller):
@@ -60,8 +68,11 @@ class ConventionController(Controller):
         )
         return ConventionPage(items=items, next=next_cursor)
 
-    @get("/{convention_id:uuid}", operation_id="getConvention",
-         summary="A convention with its badge types: quota, sold, remaining")
+    @get(
+        "/{convention_id:uuid}",
+        operation_id="getConvention",
+        summary="A convention with its badge types: quota, sold, remaining",
+    )
     async def get_convention(self, gateway: Gateway, convention_id: uuid.UUID) -> ConventionView:
         view = await gateway.reads.convention(convention_id)
         if view is None or view.status == "draft":
@@ -90,8 +101,12 @@ class AdminConventionController(Controller):
             raise not_found(convention_id)
         return view
 
-    @post("/", operation_id="createConvention", status_code=HTTP_201_CREATED,
-          summary="Create a convention (draft) with its badge types")
+    @post(
+        "/",
+        operation_id="createConvention",
+        status_code=HTTP_201_CREATED,
+        summary="Create a convention (draft) with its badge types",
+    )
     async def create(
         self,
         request: Request[Any, Any, Any],
@@ -123,8 +138,12 @@ class AdminConventionController(Controller):
             raise key_reused()
         return await _convention_answer(gateway, convention_id, HTTP_201_CREATED)
 
-    @post("/{convention_id:uuid}/open", operation_id="openConvention", status_code=HTTP_200_OK,
-          summary="Open registration (draft → open)")
+    @post(
+        "/{convention_id:uuid}/open",
+        operation_id="openConvention",
+        status_code=HTTP_200_OK,
+        summary="Open registration (draft → open)",
+    )
     async def open_convention(
         self,
         request: Request[Any, Any, Any],
@@ -132,11 +151,16 @@ class AdminConventionController(Controller):
         convention_id: uuid.UUID,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
-        return await _transition(request, gateway, OpenConvention(convention_id=convention_id),
-                                 idempotency_key)
+        return await _transition(
+            request, gateway, OpenConvention(convention_id=convention_id), idempotency_key
+        )
 
-    @post("/{convention_id:uuid}/close", operation_id="closeConvention", status_code=HTTP_200_OK,
-          summary="Close registration (open → closed)")
+    @post(
+        "/{convention_id:uuid}/close",
+        operation_id="closeConvention",
+        status_code=HTTP_200_OK,
+        summary="Close registration (open → closed)",
+    )
     async def close_convention(
         self,
         request: Request[Any, Any, Any],
@@ -144,8 +168,9 @@ class AdminConventionController(Controller):
         convention_id: uuid.UUID,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
-        return await _transition(request, gateway, CloseConvention(convention_id=convention_id),
-                                 idempotency_key)
+        return await _transition(
+            request, gateway, CloseConvention(convention_id=convention_id), idempotency_key
+        )
 
 
 async def _transition(
@@ -164,9 +189,14 @@ async def _transition(
         return _accepted(convention_id, command_id)
     if not outcome.accepted:
         view = await gateway.reads.convention(convention_id)
-        raise Problem(409, "convention-transition-rejected", "Transition not allowed",
-                      f"The convention is {view.status if view else 'unknown'}.",
-                      reason=outcome.reason, convention_id=str(convention_id))
+        raise Problem(
+            409,
+            "convention-transition-rejected",
+            "Transition not allowed",
+            f"The convention is {view.status if view else 'unknown'}.",
+            reason=outcome.reason,
+            convention_id=str(convention_id),
+        )
     return await _convention_answer(gateway, convention_id, HTTP_200_OK)
 
 
@@ -176,8 +206,9 @@ async def _convention_answer(
     view = await gateway.reads.convention(convention_id)
     if view is None:
         return _accepted(convention_id, convention_id)
-    return Response(view, status_code=status,
-                    headers={"Location": convention_location(convention_id)})
+    return Response(
+        view, status_code=status, headers={"Location": convention_location(convention_id)}
+    )
 
 
 def _accepted(convention_id: uuid.UUID, command_id: uuid.UUID) -> Response[Any]:

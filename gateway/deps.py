@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import structlog
 from litestar import Request
+from litestar.enums import ScopeType
 from litestar.params import HeaderParameter
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import text
@@ -46,8 +47,9 @@ class Gateway:
     admin_token: str
     decision_wait_seconds: float
 
-    async def send(self, request: Request[Any, Any, Any], command: Command, command_id: uuid.UUID,
-                   actor: str) -> None:
+    async def send(
+        self, request: Request[Any, Any, Any], command: Command, command_id: uuid.UUID, actor: str
+    ) -> None:
         envelope = wrap(
             command,
             message_id=command_id,
@@ -59,8 +61,9 @@ class Gateway:
         )
         await self.publisher.publish(self.topics.registration_commands, envelope)
 
-    async def await_outcome(self, request: Request[Any, Any, Any],
-                            command_id: uuid.UUID) -> Outcome | None:
+    async def await_outcome(
+        self, request: Request[Any, Any, Any], command_id: uuid.UUID
+    ) -> Outcome | None:
         if respond_async(request):
             return None
         return await self.waiter.wait(str(command_id), self.decision_wait_seconds)
@@ -86,7 +89,7 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
     request, and sends it back on the response."""
 
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != ScopeType.HTTP:
             await app(scope, receive, send)
             return
         raw = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"")
@@ -119,8 +122,12 @@ def command_id_for(scope: str, idempotency_key: str | None) -> uuid.UUID:
     if idempotency_key is None:
         return uuid.uuid4()
     if not 1 <= len(idempotency_key) <= 200 or not idempotency_key.isprintable():
-        raise Problem(400, "invalid-idempotency-key", "Invalid Idempotency-Key",
-                      "Idempotency-Key must be 1 to 200 printable characters.")
+        raise Problem(
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            "Idempotency-Key must be 1 to 200 printable characters.",
+        )
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}\x00{idempotency_key}")
 
 
@@ -130,5 +137,9 @@ def request_hash(body: dict[str, Any]) -> str:
 
 
 def key_reused() -> Problem:
-    return Problem(422, "idempotency-key-reused", "Idempotency-Key reused",
-                   "This Idempotency-Key was already used with a different request body.")
+    return Problem(
+        422,
+        "idempotency-key-reused",
+        "Idempotency-Key reused",
+        "This Idempotency-Key was already used with a different request body.",
+    )

@@ -65,8 +65,13 @@ def problem_response(
 
 def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[str, Any]]:
     return problem_response(
-        request, exc.status_code, exc.kind, exc.title, exc.problem_detail,
-        headers=exc.headers, **exc.problem_extra,
+        request,
+        exc.status_code,
+        exc.kind,
+        exc.title,
+        exc.problem_detail,
+        headers=exc.headers,
+        **exc.problem_extra,
     )
 
 
@@ -78,28 +83,46 @@ def _on_validation(
         for item in exc.extra:
             if isinstance(item, dict):
                 errors.append(
-                    {"field": str(item.get("key") or item.get("source") or "body"),
-                     "message": str(item.get("message", "invalid"))}
+                    {
+                        "field": str(item.get("key") or item.get("source") or "body"),
+                        "message": str(item.get("message", "invalid")),
+                    }
                 )
     detail = str(exc.detail) if exc.detail else "The request is not valid."
     if "JSON" in detail or "decode" in detail.lower():
-        return problem_response(request, HTTP_400_BAD_REQUEST, "malformed-body",
-                                "Malformed request body", "The body is not valid JSON.")
+        return problem_response(
+            request,
+            HTTP_400_BAD_REQUEST,
+            "malformed-body",
+            "Malformed request body",
+            "The body is not valid JSON.",
+        )
     return problem_response(
-        request, HTTP_400_BAD_REQUEST, "validation-error", "Invalid request",
-        detail, errors=errors,
+        request,
+        HTTP_400_BAD_REQUEST,
+        "validation-error",
+        "Invalid request",
+        detail,
+        errors=errors,
     )
 
 
 def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[dict[str, Any]]:
     status = exc.status_code
     kind = {
-        404: "not-found", 405: "method-not-allowed", 401: "unauthorized", 403: "forbidden",
-        413: "body-too-large", 415: "unsupported-media-type", 429: "too-many-requests",
+        404: "not-found",
+        405: "method-not-allowed",
+        401: "unauthorized",
+        403: "forbidden",
+        413: "body-too-large",
+        415: "unsupported-media-type",
+        429: "too-many-requests",
         503: "unavailable",
     }.get(status, "http-error")
     title = {
-        404: "Not found", 405: "Method not allowed", 413: "Request body too large",
+        404: "Not found",
+        405: "Method not allowed",
+        413: "Request body too large",
     }.get(status, str(exc.detail) if status < 500 else "Service unavailable")
     detail = str(exc.detail) if status < 500 else None
     return problem_response(request, status, kind, title, detail, headers=exc.headers)
@@ -108,14 +131,18 @@ def _on_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[di
 def _on_not_found(
     request: Request[Any, Any, Any], exc: NotFoundException
 ) -> Response[dict[str, Any]]:
-    return problem_response(request, 404, "not-found", "Not found",
-                            "No resource lives at this address.")
+    return problem_response(
+        request, 404, "not-found", "Not found", "No resource lives at this address."
+    )
 
 
 def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.warning("dependency_unavailable", path=request.url.path, error=str(exc)[:300])
     return problem_response(
-        request, 503, "unavailable", "Service unavailable",
+        request,
+        503,
+        "unavailable",
+        "Service unavailable",
         "A backing service did not answer; nothing was applied. Try again shortly.",
         headers={"Retry-After": "2"},
     )
@@ -124,7 +151,10 @@ def _on_unavailable(request: Request[Any, Any, Any], exc: Exception) -> Response
 def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled_error", path=request.url.path)
     return problem_response(
-        request, HTTP_500_INTERNAL_SERVER_ERROR, "internal-error", "Internal error",
+        request,
+        HTTP_500_INTERNAL_SERVER_ERROR,
+        "internal-error",
+        "Internal error",
         "Something went wrong on our side; the request was not applied. Try again.",
     )
 

@@ -28,8 +28,9 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
         created, item_id = json.loads(raw)
         return datetime.fromisoformat(created), str(uuid.UUID(item_id))
     except (ValueError, TypeError) as exc:
-        raise Problem(400, "invalid-cursor", "Invalid cursor",
-                      "The cursor is not one this API gave out.") from exc
+        raise Problem(
+            400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out."
+        ) from exc
 
 
 class ReadModels:
@@ -66,13 +67,15 @@ class ReadModels:
             conditions.append(c.status != "draft")
         if cursor:
             created, cid = decode_cursor(cursor)
-            conditions.append(or_(c.created_at > created,
-                                  and_(c.created_at == created, c.convention_id > cid)))
+            conditions.append(
+                or_(c.created_at > created, and_(c.created_at == created, c.convention_id > cid))
+            )
         views = await self._conventions(and_(True, *conditions), limit=limit + 1)
         page = views[:limit]
         next_cursor = (
             encode_cursor(page[-1].created_at, str(page[-1].convention_id))
-            if len(views) > limit else None
+            if len(views) > limit
+            else None
         )
         return page, next_cursor
 
@@ -93,15 +96,25 @@ class ReadModels:
                 .order_by(t.badge_types.c.convention_id, t.badge_types.c.position)
             ):
                 badges.setdefault(b.convention_id, []).append(
-                    BadgeTypeView(code=b.code, name=b.name, price_cents=b.price_cents,
-                                  quota=b.quota, sold=b.sold, remaining=max(b.quota - b.sold, 0))
+                    BadgeTypeView(
+                        code=b.code,
+                        name=b.name,
+                        price_cents=b.price_cents,
+                        quota=b.quota,
+                        sold=b.sold,
+                        remaining=max(b.quota - b.sold, 0),
+                    )
                 )
         return [
             ConventionView(
-                convention_id=uuid.UUID(row.convention_id), name=row.name,
-                starts_on=row.starts_on, ends_on=row.ends_on, status=row.status,
+                convention_id=uuid.UUID(row.convention_id),
+                name=row.name,
+                starts_on=row.starts_on,
+                ends_on=row.ends_on,
+                status=row.status,
                 badge_types=badges.get(row.convention_id, []),
-                created_at=row.created_at, updated_at=row.updated_at,
+                created_at=row.created_at,
+                updated_at=row.updated_at,
             )
             for row in rows
         ]
@@ -117,9 +130,7 @@ class ReadModels:
             ).scalar_one_or_none()
         return None if value is None else str(value)
 
-    async def registration(
-        self, registration_id: uuid.UUID
-    ) -> tuple[RegistrationView, str] | None:
+    async def registration(self, registration_id: uuid.UUID) -> tuple[RegistrationView, str] | None:
         """The registration and the hash of the request that made it."""
         async with self._engine.connect() as conn:
             row = (
@@ -140,8 +151,9 @@ class ReadModels:
             conditions.append(r.status == status)
         if cursor:
             created, rid = decode_cursor(cursor)
-            conditions.append(or_(r.created_at > created,
-                                  and_(r.created_at == created, r.registration_id > rid)))
+            conditions.append(
+                or_(r.created_at > created, and_(r.created_at == created, r.registration_id > rid))
+            )
         async with self._engine.connect() as conn:
             rows = (
                 await conn.execute(
@@ -154,16 +166,19 @@ class ReadModels:
         items = [_registration_view(row) for row in rows[:limit]]
         next_cursor = (
             encode_cursor(items[-1].created_at, str(items[-1].registration_id))
-            if len(rows) > limit else None
+            if len(rows) > limit
+            else None
         )
         return items, next_cursor
 
     async def outcomes(self, command_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
         async with self._engine.connect() as conn:
             rows = await conn.execute(
-                select(t.command_outcomes.c.command_id, t.command_outcomes.c.outcome,
-                       t.command_outcomes.c.reason)
-                .where(t.command_outcomes.c.command_id.in_(command_ids))
+                select(
+                    t.command_outcomes.c.command_id,
+                    t.command_outcomes.c.outcome,
+                    t.command_outcomes.c.reason,
+                ).where(t.command_outcomes.c.command_id.in_(command_ids))
             )
             return {row.command_id: (row.outcome, row.reason) for row in rows}
 
@@ -172,6 +187,11 @@ def _registration_view(row: Any) -> RegistrationView:
     return RegistrationView(
         registration_id=uuid.UUID(row.registration_id),
         convention_id=uuid.UUID(row.convention_id),
-        email=row.email, name=row.name, badge_type=row.badge_type, status=row.status,
-        reason=row.reason, created_at=row.created_at, updated_at=row.updated_at,
+        email=row.email,
+        name=row.name,
+        badge_type=row.badge_type,
+        status=row.status,
+        reason=row.reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )

@@ -9,7 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from gateway.conventions import Limit, admin_guard, not_found
+from gateway.conventions import admin_guard, not_found
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
 from gateway.problems import Problem
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
@@ -26,11 +26,14 @@ def registration_location(registration_id: uuid.UUID) -> str:
 class RegistrationController(Controller):
     tags = ["registrations"]
 
-    @post("/api/v1/conventions/{convention_id:uuid}/registrations",
-          operation_id="registerAttendee", status_code=HTTP_201_CREATED,
-          summary="Register for a convention",
-          description="Waits a few seconds for the decision: 201 confirmed, 409 rejected with "
-          "its reason, 202 still pending. `Prefer: respond-async` answers 202 at once.")
+    @post(
+        "/api/v1/conventions/{convention_id:uuid}/registrations",
+        operation_id="registerAttendee",
+        status_code=HTTP_201_CREATED,
+        summary="Register for a convention",
+        description="Waits a few seconds for the decision: 201 confirmed, 409 rejected with "
+        "its reason, 202 still pending. `Prefer: respond-async` answers 202 at once.",
+    )
     async def register(
         self,
         request: Request[Any, Any, Any],
@@ -72,8 +75,12 @@ class RegistrationController(Controller):
             raise _unknown(registration_id)
         return known[0]
 
-    @delete("/api/v1/registrations/{registration_id:uuid}", operation_id="cancelRegistration",
-            status_code=HTTP_200_OK, summary="Cancel a confirmed registration, freeing its seat")
+    @delete(
+        "/api/v1/registrations/{registration_id:uuid}",
+        operation_id="cancelRegistration",
+        status_code=HTTP_200_OK,
+        summary="Cancel a confirmed registration, freeing its seat",
+    )
     async def cancel(
         self,
         request: Request[Any, Any, Any],
@@ -88,9 +95,13 @@ class RegistrationController(Controller):
         if view.status == "cancelled":
             return Response(view, status_code=HTTP_200_OK)
         if view.status == "pending":
-            raise Problem(409, "registration-pending", "Registration not decided yet",
-                          "Try again once the registration is decided.",
-                          registration_id=str(registration_id))
+            raise Problem(
+                409,
+                "registration-pending",
+                "Registration not decided yet",
+                "Try again once the registration is decided.",
+                registration_id=str(registration_id),
+            )
         if view.status != "confirmed":
             raise _not_cancellable(view)
         command_id = command_id_for(f"cancel:{registration_id}", idempotency_key)
@@ -101,8 +112,11 @@ class RegistrationController(Controller):
         outcome = await gateway.await_outcome(request, command_id)
         if outcome is None:
             return Response(
-                Accepted(registration_id=registration_id, command_id=command_id,
-                         status="cancellation-pending"),
+                Accepted(
+                    registration_id=registration_id,
+                    command_id=command_id,
+                    status="cancellation-pending",
+                ),
                 status_code=HTTP_202_ACCEPTED,
                 headers={"Location": registration_location(registration_id)},
             )
@@ -112,9 +126,13 @@ class RegistrationController(Controller):
             raise _not_cancellable(known[0])
         return Response(known[0], status_code=HTTP_200_OK)
 
-    @get("/api/v1/admin/conventions/{convention_id:uuid}/registrations",
-         operation_id="adminListRegistrations", guards=[admin_guard], tags=["admin"],
-         summary="A convention's registrations, oldest first, by cursor")
+    @get(
+        "/api/v1/admin/conventions/{convention_id:uuid}/registrations",
+        operation_id="adminListRegistrations",
+        guards=[admin_guard],
+        tags=["admin"],
+        summary="A convention's registrations, oldest first, by cursor",
+    )
     async def list_registrations(
         self,
         gateway: Gateway,
@@ -124,9 +142,13 @@ class RegistrationController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> RegistrationPage:
         if status is not None and status not in STATUSES:
-            raise Problem(400, "validation-error", "Invalid request",
-                          f"status must be one of {', '.join(STATUSES)}.",
-                          errors=[{"field": "status", "message": "unknown status"}])
+            raise Problem(
+                400,
+                "validation-error",
+                "Invalid request",
+                f"status must be one of {', '.join(STATUSES)}.",
+                errors=[{"field": "status", "message": "unknown status"}],
+            )
         if not await gateway.reads.convention_exists(convention_id):
             raise not_found(convention_id)
         items, next_cursor = await gateway.reads.registrations(
@@ -143,10 +165,15 @@ def _answer(known: tuple[RegistrationView, str], fingerprint: str) -> Response[A
     if view.status == "pending":
         return _pending(view.registration_id)
     if view.status == "rejected":
-        raise Problem(409, "registration-rejected", "Registration rejected",
-                      _REASONS.get(view.reason or "", "The registration was rejected."),
-                      headers=location, reason=view.reason,
-                      registration_id=str(view.registration_id))
+        raise Problem(
+            409,
+            "registration-rejected",
+            "Registration rejected",
+            _REASONS.get(view.reason or "", "The registration was rejected."),
+            headers=location,
+            reason=view.reason,
+            registration_id=str(view.registration_id),
+        )
     status = HTTP_201_CREATED if view.status == "confirmed" else HTTP_200_OK
     return Response(view, status_code=status, headers=location)
 
@@ -160,14 +187,23 @@ def _pending(registration_id: uuid.UUID) -> Response[Any]:
 
 
 def _unknown(registration_id: uuid.UUID) -> Problem:
-    return Problem(404, "registration-not-found", "Registration not found",
-                   f"There is no registration {registration_id}.")
+    return Problem(
+        404,
+        "registration-not-found",
+        "Registration not found",
+        f"There is no registration {registration_id}.",
+    )
 
 
 def _not_cancellable(view: RegistrationView) -> Problem:
-    return Problem(409, "registration-not-cancellable", "Registration cannot be cancelled",
-                   f"The registration is {view.status}.", reason="not_cancellable",
-                   registration_id=str(view.registration_id))
+    return Problem(
+        409,
+        "registration-not-cancellable",
+        "Registration cannot be cancelled",
+        f"The registration is {view.status}.",
+        reason="not_cancellable",
+        registration_id=str(view.registration_id),
+    )
 
 
 _REASONS = {

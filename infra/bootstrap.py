@@ -127,6 +127,7 @@ def build_projector(
     topics = topics_of(settings)
     handler: BatchHandler
     positions: Table
+    sources: tuple[str, ...]
     if name == "website":
         url = settings.db.read_url
         handler = WebsiteProjector()
@@ -181,4 +182,3 @@ async def run_until_signalled(run: Callable[[], Awaitable[None]], stop: Callable
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
     await run()
-

@@ -68,8 +68,12 @@ def _topics(settings: Settings, args: argparse.Namespace) -> None:
 
     topics = topics_of(settings)
     created = asyncio.run(
-        ensure_topics(settings.kafka_bootstrap_servers, topics=topics.all(),
-                      kept_forever=topics.event_topics(), partitions=settings.partitions)
+        ensure_topics(
+            settings.kafka_bootstrap_servers,
+            topics=topics.all(),
+            kept_forever=topics.event_topics(),
+            partitions=settings.partitions,
+        )
     )
     log.info("topics_ready", topics=topics.all(), created=created)
 
@@ -78,8 +82,11 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> None:
     from projections.rebuild import reset_projection
 
     asyncio.run(reset_projection(settings, args.name))
-    log.info("projection_reset", projection=args.name,
-             next_step=f"start `butterfly projector {args.name}` to replay every event")
+    log.info(
+        "projection_reset",
+        projection=args.name,
+        next_step=f"start `butterfly projector {args.name}` to replay every event",
+    )
 
 
 def _dev(settings: Settings, args: argparse.Namespace) -> None:
@@ -95,8 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("dev", help="start services, migrate, create topics and run every role")
-    p.add_argument("--fresh", action="store_true",
-                   help="drop the dev databases first (always done with a new embedded broker)")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="drop the dev databases first (always done with a new embedded broker)",
+    )
     p.set_defaults(func=_dev)
 
     p = sub.add_parser("gateway", help="serve the HTTP API")
@@ -122,8 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("topics", help="create missing topics")
     p.set_defaults(func=_topics)
 
-    p = sub.add_parser("rebuild", help="empty a projection's tables so it replays every event "
-                       "(stop that projector first)")
+    p = sub.add_parser(
+        "rebuild",
+        help="empty a projection's tables so it replays every event (stop that projector first)",
+    )
     p.add_argument("name", choices=PROJECTORS)
     p.set_defaults(func=_rebuild)
     return parser
@@ -132,8 +144,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = get_settings()
-    configure_logging(args.command if args.command != "decider" and args.command != "projector"
-                      else f"{args.command}.{args.name}", settings.log_level)
+    configure_logging(
+        args.command
+        if args.command != "decider" and args.command != "projector"
+        else f"{args.command}.{args.name}",
+        settings.log_level,
+    )
     args.func(settings, args)
 
 

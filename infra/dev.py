@@ -59,14 +59,23 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             update={"kafka_bootstrap_servers": bootstrap, "database_url": database_url}
         )
         if broker is not None or fresh:
-            log.info("fresh_databases", reason="the embedded broker keeps nothing across "
-                     "restarts, so the databases start empty with it" if broker else "--fresh",
-                     databases=settings.db.names())
+            log.info(
+                "fresh_databases",
+                reason="the embedded broker keeps nothing across "
+                "restarts, so the databases start empty with it"
+                if broker
+                else "--fresh",
+                databases=settings.db.names(),
+            )
             await drop_databases(settings)
         await migrate(settings)
         topics = Topics(settings.topic_prefix)
-        await ensure_topics(bootstrap, topics=topics.all(), kept_forever=topics.event_topics(),
-                            partitions=settings.partitions)
+        await ensure_topics(
+            bootstrap,
+            topics=topics.all(),
+            kept_forever=topics.event_topics(),
+            partitions=settings.partitions,
+        )
         token = admin_token(settings, run_dir)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeAlias
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -32,15 +32,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.envelope import (
-    HEADER_ERROR,
     HEADER_CONSUMER_GROUP,
+    HEADER_ERROR,
     HEADER_ERROR_CLASS,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
 )
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = ConsumerRecord[bytes, bytes]
 AfterCommit = Callable[[], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
@@ -96,16 +96,21 @@ class PositionStore:
 
     def _where(self, tp: TopicPartition) -> Any:
         t = self._table.c
-        return (t.group_name == self._group) & (t.topic == tp.topic) & (
-            t.partition_no == tp.partition
+        return (
+            (t.group_name == self._group) & (t.topic == tp.topic) & (t.partition_no == tp.partition)
         )
 
     async def claim(self, conn: AsyncConnection, tp: TopicPartition) -> tuple[int, int]:
         """Bump the epoch of a newly assigned partition; returns (epoch, next_offset)."""
         await conn.execute(
             insert(self._table)
-            .values(group_name=self._group, topic=tp.topic, partition_no=tp.partition,
-                    next_offset=0, epoch=0)
+            .values(
+                group_name=self._group,
+                topic=tp.topic,
+                partition_no=tp.partition,
+                next_offset=0,
+                epoch=0,
+            )
             .prefix_with("IGNORE")
         )
         await conn.execute(
@@ -120,9 +125,7 @@ class PositionStore:
 
     async def check_epoch(self, conn: AsyncConnection, tp: TopicPartition, epoch: int) -> None:
         row = (
-            await conn.execute(
-                select(self._table.c.epoch).where(self._where(tp)).with_for_update()
-            )
+            await conn.execute(select(self._table.c.epoch).where(self._where(tp)).with_for_update())
         ).one_or_none()
         if row is None or int(row.epoch) != epoch:
             raise Fenced(f"{tp.topic}[{tp.partition}] epoch {epoch} is no longer current")
@@ -204,8 +207,11 @@ class ExactlyOnceConsumer:
                 self._consumer.seek(tp, next_offset)
                 self._epochs[tp] = epoch
             if assigned:
-                self._log.info("partitions_claimed", partitions=_names(assigned),
-                               epochs={_name(tp): self._epochs.get(tp) for tp in assigned})
+                self._log.info(
+                    "partitions_claimed",
+                    partitions=_names(assigned),
+                    epochs={_name(tp): self._epochs.get(tp) for tp in assigned},
+                )
             if self._on_assigned is not None:
                 await self._on_assigned(assigned)
         except BaseException as exc:  # a listener's exception would be swallowed by aiokafka
@@ -261,10 +267,14 @@ class ExactlyOnceConsumer:
         for dead in dead_letters:
             record = dead.record
             self._log.warning(
-                "dead_lettered", topic=record.topic, partition=record.partition,
-                offset=record.offset, error=str(dead.error),
+                "dead_lettered",
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                error=str(dead.error),
             )
-            headers = list(record.headers or ()) + [
+            headers = [
+                *list(record.headers or ()),
                 (HEADER_ERROR, str(dead.error)[:2000].encode()),
                 (HEADER_ERROR_CLASS, type(dead.error).__name__.encode()),
                 (HEADER_SOURCE_TOPIC, record.topic.encode()),
@@ -272,7 +282,9 @@ class ExactlyOnceConsumer:
                 (HEADER_SOURCE_OFFSET, str(record.offset).encode()),
                 (HEADER_CONSUMER_GROUP, self.config.group.encode()),
             ]
-            key = (record.key or b"").decode(errors="replace") or f"{record.topic}-{record.partition}"
+            key = (record.key or b"").decode(
+                errors="replace"
+            ) or f"{record.topic}-{record.partition}"
             outgoing.append(
                 OutgoingRecord(self.config.dead_letter_topic, key, record.value or b"", headers)
             )

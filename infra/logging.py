@@ -31,6 +31,7 @@ def configure_logging(role: str, level: str = "INFO") -> None:
     structlog.contextvars.bind_contextvars(role=role)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)
     logging.basicConfig(
-        level=max(numeric, logging.WARNING), stream=sys.stderr,
+        level=max(numeric, logging.WARNING),
+        stream=sys.stderr,
         format='{"level":"%(levelname)s","logger":"%(name)s","message":"%(message)s"}',
     )

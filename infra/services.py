@@ -96,7 +96,7 @@ async def _tcp_reachable(host: str, port: int) -> bool:
     return True
 
 
-async def kafka_answers(bootstrap: str, timeout: float = 3.0) -> bool:  # noqa: ASYNC109
+async def kafka_answers(bootstrap: str, timeout: float = 3.0) -> bool:
     """True if a Kafka-protocol broker at `bootstrap` answers a metadata request in time."""
     admin: AIOKafkaAdminClient | None = None
     try:
@@ -317,14 +317,14 @@ async def _stop_stale_broker(pid_file: Path) -> None:
     os.kill(pid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
-    while _pid_alive(pid) and loop.time() < deadline:
+    while _pid_alive(pid) and loop.time() < deadline:  # noqa: ASYNC110 - no event to wait on
         await asyncio.sleep(POLL_INTERVAL_SECONDS)
     if _pid_alive(pid):
         os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
 
 
-async def mariadb_answers(url: URL | str, timeout: float = 3.0) -> bool:  # noqa: ASYNC109
+async def mariadb_answers(url: URL | str, timeout: float = 3.0) -> bool:
     """True if the MariaDB server at `url` accepts a connection and answers `SELECT 1`."""
     engine = create_async_engine(
         url, poolclass=NullPool, connect_args={"connect_timeout": max(int(timeout), 1)}

@@ -66,11 +66,19 @@ async def ensure_topics(
         missing = [t for t in topics if t not in existing]
         created = []
         for topic in missing:
-            configs = {"retention.ms": "-1", "retention.bytes": "-1"} if topic in kept_forever else {}
+            configs = (
+                {"retention.ms": "-1", "retention.bytes": "-1"} if topic in kept_forever else {}
+            )
             try:
                 await admin.create_topics(
-                    [NewTopic(topic, num_partitions=partitions, replication_factor=1,
-                              topic_configs=configs)]
+                    [
+                        NewTopic(
+                            topic,
+                            num_partitions=partitions,
+                            replication_factor=1,
+                            topic_configs=configs,
+                        )
+                    ]
                 )
                 created.append(topic)
             except TopicAlreadyExistsError:

@@ -4,6 +4,7 @@ after commit, and republished by the relay if the publishing process died first.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -54,7 +55,8 @@ async def mark_published(conn: AsyncConnection, outbox: Table, event_ids: Sequen
 
 
 class OutboxRelay:
-    """Publishes outbox rows still unpublished after `grace` (their publisher died), oldest first."""
+    """Publishes outbox rows still unpublished after `grace` (their publisher died),
+    oldest first."""
 
     def __init__(
         self,
@@ -119,8 +121,6 @@ class OutboxRelay:
         log.info("relay_started")
         while not self._stopping.is_set():
             await self.drain()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
-            except TimeoutError:
-                pass
         log.info("relay_stopped")

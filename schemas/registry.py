@@ -27,7 +27,8 @@ def payload_of(envelope: Envelope) -> Message:
         raise UndecodableMessage(f"unknown message type {envelope.type!r}")
     if envelope.schema_version > cls.schema_version:
         raise UndecodableMessage(
-            f"{envelope.type} v{envelope.schema_version} is newer than this code (v{cls.schema_version})"
+            f"{envelope.type} v{envelope.schema_version} is newer than this code "
+            f"(v{cls.schema_version})"
         )
     payload = dict(envelope.payload)
     for version in range(envelope.schema_version, cls.schema_version):

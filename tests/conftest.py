@@ -38,8 +38,10 @@ def _containers() -> Iterator[Services]:
     from testcontainers.kafka import KafkaContainer
     from testcontainers.mysql import MySqlContainer
 
-    with KafkaContainer() as kafka, MySqlContainer("mariadb:11", username="root",
-                                                   password="butterfly") as db:
+    with (
+        KafkaContainer() as kafka,
+        MySqlContainer("mariadb:11", username="root", password="butterfly") as db,
+    ):
         url = db.get_connection_url().replace("mysql+pymysql", "mysql+asyncmy")
         yield Services(kafka.get_bootstrap_server(), url.rsplit("/", 1)[0] + "/")
 
@@ -91,8 +93,12 @@ async def make_settings(services: Services) -> AsyncIterator[StackFactory]:
         made.append(settings)
         await migrate(settings)
         topics = Topics(settings.topic_prefix)
-        await ensure_topics(services.bootstrap, topics=topics.all(),
-                            kept_forever=topics.event_topics(), partitions=partitions)
+        await ensure_topics(
+            services.bootstrap,
+            topics=topics.all(),
+            kept_forever=topics.event_topics(),
+            partitions=partitions,
+        )
         return settings
 
     yield make

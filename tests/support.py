@@ -64,8 +64,9 @@ def command_envelope(command: Command, command_id: uuid.UUID | None = None) -> E
     )
 
 
-async def produce(settings: Settings, topic: str,
-                  records: list[tuple[str, bytes, list[tuple[str, bytes]]]]) -> None:
+async def produce(
+    settings: Settings, topic: str, records: list[tuple[str, bytes, list[tuple[str, bytes]]]]
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
     await producer.start()
     try:
@@ -82,16 +83,21 @@ async def send_commands(settings: Settings, *envelopes: Envelope) -> None:
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record currently in `topic`, read without a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p)
-                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
         if not partitions:
             await consumer.client.force_metadata_update()
-            partitions = [TopicPartition(topic, p)
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+            partitions = [
+                TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+            ]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
@@ -131,7 +137,9 @@ async def engine_for(url: Any) -> AsyncIterator[AsyncEngine]:
 
 async def count(engine: AsyncEngine, table: Any, *where: Any) -> int:
     async with engine.connect() as conn:
-        return int((await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one())
+        return int(
+            (await conn.execute(select(func.count()).select_from(table).where(*where))).scalar_one()
+        )
 
 
 def new_convention(quota: int = 3, convention_id: uuid.UUID | None = None) -> CreateConvention:
@@ -149,11 +157,18 @@ def open_convention(convention_id: uuid.UUID) -> OpenConvention:
     return OpenConvention(convention_id=convention_id)
 
 
-def registration(convention_id: uuid.UUID, email: str,
-                 registration_id: uuid.UUID | None = None) -> tuple[RegisterAttendee, uuid.UUID]:
+def registration(
+    convention_id: uuid.UUID, email: str, registration_id: uuid.UUID | None = None
+) -> tuple[RegisterAttendee, uuid.UUID]:
     rid = registration_id or uuid.uuid4()
     return (
-        RegisterAttendee(convention_id=convention_id, registration_id=rid, email=email,
-                         name="Someone", badge_type="STD", request_hash=f"h-{rid}"),
+        RegisterAttendee(
+            convention_id=convention_id,
+            registration_id=rid,
+            email=email,
+            name="Someone",
+            badge_type="STD",
+            request_hash=f"h-{rid}",
+        ),
         rid,
     )

@@ -47,7 +47,9 @@ class RegistrationBook:
         match command:
             case RegisterAttendee():
                 holder = self.holders.get((command.convention_id, email_key(command.email)))
-                return Situation(convention, self.registrations.get(command.registration_id), holder)
+                return Situation(
+                    convention, self.registrations.get(command.registration_id), holder
+                )
             case CancelRegistration():
                 return Situation(convention, self.registrations.get(command.registration_id))
             case _:
@@ -99,14 +101,18 @@ class RegistrationBook:
             await book._load_conventions(conn, convention_ids)
         if registration_ids:
             rows = await conn.execute(
-                select(t.registrations).where(t.registrations.c.registration_id.in_(registration_ids))
+                select(t.registrations).where(
+                    t.registrations.c.registration_id.in_(registration_ids)
+                )
             )
             for row in rows:
                 book.registrations[uuid.UUID(row.registration_id)] = _registration(row)
         if emails:
             rows = await conn.execute(
                 select(t.registrations).where(
-                    tuple_(t.registrations.c.convention_id, t.registrations.c.email_key).in_(emails),
+                    tuple_(t.registrations.c.convention_id, t.registrations.c.email_key).in_(
+                        emails
+                    ),
                     t.registrations.c.status == RegistrationStatus.CONFIRMED.value,
                 )
             )
@@ -126,11 +132,16 @@ class RegistrationBook:
             badges.setdefault(row.convention_id, []).append(
                 BadgeType(row.code, row.name, row.price_cents, row.quota, row.confirmed)
             )
-        for row in await conn.execute(select(t.conventions).where(t.conventions.c.convention_id.in_(ids))):
+        for row in await conn.execute(
+            select(t.conventions).where(t.conventions.c.convention_id.in_(ids))
+        ):
             cid = uuid.UUID(row.convention_id)
             self.conventions[cid] = Convention(
-                cid, row.name, ConventionStatus(row.status),
-                tuple(badges.get(row.convention_id, ())), row.request_hash,
+                cid,
+                row.name,
+                ConventionStatus(row.status),
+                tuple(badges.get(row.convention_id, ())),
+                row.request_hash,
             )
 
     async def save(self, conn: AsyncConnection) -> None:
@@ -139,7 +150,9 @@ class RegistrationBook:
             c = self.conventions[cid]
             await conn.execute(
                 insert(t.conventions).values(
-                    convention_id=str(cid), name=c.name, status=c.status.value,
+                    convention_id=str(cid),
+                    name=c.name,
+                    status=c.status.value,
                     request_hash=c.request_hash,
                 )
             )
@@ -147,8 +160,14 @@ class RegistrationBook:
                 await conn.execute(
                     insert(t.badge_types),
                     [
-                        {"convention_id": str(cid), "code": b.code, "name": b.name,
-                         "price_cents": b.price_cents, "quota": b.quota, "confirmed": b.confirmed}
+                        {
+                            "convention_id": str(cid),
+                            "code": b.code,
+                            "name": b.name,
+                            "price_cents": b.price_cents,
+                            "quota": b.quota,
+                            "confirmed": b.confirmed,
+                        }
                         for b in c.badge_types
                     ],
                 )
@@ -162,7 +181,9 @@ class RegistrationBook:
             for b in c.badge_types:
                 await conn.execute(
                     update(t.badge_types)
-                    .where(t.badge_types.c.convention_id == str(cid), t.badge_types.c.code == b.code)
+                    .where(
+                        t.badge_types.c.convention_id == str(cid), t.badge_types.c.code == b.code
+                    )
                     .values(confirmed=b.confirmed)
                 )
         changed = self._dirty_registrations - self._new_registrations

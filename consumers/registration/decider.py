@@ -6,6 +6,14 @@ command was already decided (a redelivery or a retried idempotency key).
 
 from __future__ import annotations
 
+from consumers.registration.state import (
+    Convention,
+    ConventionStatus,
+    Registration,
+    RegistrationStatus,
+    Situation,
+    email_key,
+)
 from schemas.registration import (
     AttendeeRegistered,
     CancellationRejected,
@@ -23,14 +31,6 @@ from schemas.registration import (
     RegistrationCancelled,
     RegistrationRejected,
     RejectionReason,
-)
-from consumers.registration.state import (
-    Convention,
-    ConventionStatus,
-    Registration,
-    RegistrationStatus,
-    Situation,
-    email_key,
 )
 
 

@@ -70,8 +70,12 @@ class RegistrationDecider:
                     )
                 )
             structlog.contextvars.bind_contextvars(correlation_id=str(envelope.correlation_id))
-            log.debug("command_decided", command=envelope.type, command_id=str(envelope.message_id),
-                      events=[e.message_type for e in events])
+            log.debug(
+                "command_decided",
+                command=envelope.type,
+                command_id=str(envelope.message_id),
+                events=[e.message_type for e in events],
+            )
         structlog.contextvars.unbind_contextvars("correlation_id")
 
         await book.save(conn)

@@ -102,20 +102,39 @@ def _project_event(changes: _Changes, envelope: Envelope, event: Event) -> None:
 
     def outcome(result: str, subject: str, reason: str | None = None) -> None:
         changes.outcomes.append(
-            {"command_id": command_id, "outcome": result, "reason": reason,
-             "subject_id": subject, "recorded_at": at}
+            {
+                "command_id": command_id,
+                "outcome": result,
+                "reason": reason,
+                "subject_id": subject,
+                "recorded_at": at,
+            }
         )
 
     match event:
         case ConventionCreated():
             changes.conventions.append(
-                {"convention_id": cid, "name": event.name, "starts_on": event.starts_on,
-                 "ends_on": event.ends_on, "status": "draft", "request_hash": event.request_hash,
-                 "created_at": at, "updated_at": at}
+                {
+                    "convention_id": cid,
+                    "name": event.name,
+                    "starts_on": event.starts_on,
+                    "ends_on": event.ends_on,
+                    "status": "draft",
+                    "request_hash": event.request_hash,
+                    "created_at": at,
+                    "updated_at": at,
+                }
             )
             changes.badge_types.extend(
-                {"convention_id": cid, "code": b.code, "name": b.name,
-                 "price_cents": b.price_cents, "quota": b.quota, "sold": 0, "position": i}
+                {
+                    "convention_id": cid,
+                    "code": b.code,
+                    "name": b.name,
+                    "price_cents": b.price_cents,
+                    "quota": b.quota,
+                    "sold": 0,
+                    "position": i,
+                }
                 for i, b in enumerate(event.badge_types)
             )
             outcome(ACCEPTED, cid)

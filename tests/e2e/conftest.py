@@ -58,8 +58,13 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
             return 0
 
     try:
-        await eventually(health, lambda status: status == 200, timeout=60, interval=0.2,
-                         what="the gateway's /health")
+        await eventually(
+            health,
+            lambda status: status == 200,
+            timeout=60,
+            interval=0.2,
+            what="the gateway's /health",
+        )
         yield Stack(settings, base_url, supervisor)
     finally:
         supervisor.stop()

@@ -14,7 +14,9 @@ from tests.e2e.test_registration_http import create_open_convention
 pytestmark = pytest.mark.e2e
 
 CONVENTION = {
-    "name": "Bad Input Con", "starts_on": "2027-08-01", "ends_on": "2027-08-02",
+    "name": "Bad Input Con",
+    "starts_on": "2027-08-01",
+    "ends_on": "2027-08-02",
     "badge_types": [{"code": "STD", "name": "Standard", "price_cents": 100, "quota": 10}],
 }
 
@@ -45,27 +47,40 @@ async def convention_id(stack: Stack) -> str:
         (b'{"email": "a@example.org", "badge_type": "STD"}', "missing name"),
         (b'{"email": "not-an-email", "name": "x", "badge_type": "STD"}', "bad e-mail"),
         (b'{"email": "a@example.org", "name": "   ", "badge_type": "STD"}', "blank name"),
-        (b'{"email": "a@example.org", "name": "x", "badge_type": "STD", "admin": true}',
-         "unknown field"),
-        (b'{"email": "a@example.org", "name": "' + b"x" * 5000 + b'", "badge_type": "STD"}',
-         "overlong name"),
-        ('{"email": "a@example.org", "name": "\u0000\ud83e", "badge_type": "STD"}'.encode(
-            "utf-8", "surrogatepass"), "invalid unicode"),
+        (
+            b'{"email": "a@example.org", "name": "x", "badge_type": "STD", "admin": true}',
+            "unknown field",
+        ),
+        (
+            b'{"email": "a@example.org", "name": "' + b"x" * 5000 + b'", "badge_type": "STD"}',
+            "overlong name",
+        ),
+        (
+            '{"email": "a@example.org", "name": "\u0000\ud83e", "badge_type": "STD"}'.encode(
+                "utf-8", "surrogatepass"
+            ),
+            "invalid unicode",
+        ),
     ],
 )
-async def test_bad_registration_bodies(stack: Stack, convention_id: str, content: bytes,
-                                       why: str) -> None:
+async def test_bad_registration_bodies(
+    stack: Stack, convention_id: str, content: bytes, why: str
+) -> None:
     async with stack.client() as client:
-        answer = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                   content=content,
-                                   headers={"content-type": "application/json"})
+        answer = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            content=content,
+            headers={"content-type": "application/json"},
+        )
     assert_problem(answer, 400)
 
 
 async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> None:
     async with stack.client() as client:
-        answer = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                   json={"email": "a@example.org", "badge_type": "STD"})
+        answer = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            json={"email": "a@example.org", "badge_type": "STD"},
+        )
     body = assert_problem(answer, 400)
     assert any(error["field"] == "name" for error in body["errors"]), body
 
@@ -73,35 +88,52 @@ async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> 
 @pytest.mark.parametrize(
     ("change", "why"),
     [
-        ({"badge_types": [{"code": "STD", "name": "S", "price_cents": 1, "quota": -1}]},
-         "negative quota"),
-        ({"badge_types": [{"code": "STD", "name": "S", "price_cents": -5, "quota": 1}]},
-         "negative price"),
+        (
+            {"badge_types": [{"code": "STD", "name": "S", "price_cents": 1, "quota": -1}]},
+            "negative quota",
+        ),
+        (
+            {"badge_types": [{"code": "STD", "name": "S", "price_cents": -5, "quota": 1}]},
+            "negative price",
+        ),
         ({"badge_types": []}, "no badge types"),
-        ({"badge_types": [{"code": "A", "name": "S", "price_cents": 1, "quota": 1},
-                          {"code": "A", "name": "T", "price_cents": 1, "quota": 1}]},
-         "duplicate codes"),
+        (
+            {
+                "badge_types": [
+                    {"code": "A", "name": "S", "price_cents": 1, "quota": 1},
+                    {"code": "A", "name": "T", "price_cents": 1, "quota": 1},
+                ]
+            },
+            "duplicate codes",
+        ),
         ({"ends_on": "2027-07-01"}, "ends before it starts"),
         ({"starts_on": "tomorrow"}, "not a date"),
         ({"name": None}, "null name"),
-        ({"badge_types": [{"code": "has space", "name": "S", "price_cents": 1, "quota": 1}]},
-         "bad code"),
-        ({"badge_types": [{"code": "STD", "name": "S", "price_cents": 1, "quota": 10**12}]},
-         "absurd quota"),
+        (
+            {"badge_types": [{"code": "has space", "name": "S", "price_cents": 1, "quota": 1}]},
+            "bad code",
+        ),
+        (
+            {"badge_types": [{"code": "STD", "name": "S", "price_cents": 1, "quota": 10**12}]},
+            "absurd quota",
+        ),
     ],
 )
 async def test_bad_conventions(stack: Stack, change: dict[str, Any], why: str) -> None:
     async with stack.client() as client:
-        answer = await client.post("/api/v1/admin/conventions", headers=stack.admin,
-                                   json={**CONVENTION, **change})
+        answer = await client.post(
+            "/api/v1/admin/conventions", headers=stack.admin, json={**CONVENTION, **change}
+        )
     assert_problem(answer, 400)
 
 
 async def test_a_one_megabyte_body_is_refused(stack: Stack, convention_id: str) -> None:
     async with stack.client() as client:
-        answer = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                   content=b'{"email": "' + b"a" * (1024 * 1024) + b'"}',
-                                   headers={"content-type": "application/json"})
+        answer = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            content=b'{"email": "' + b"a" * (1024 * 1024) + b'"}',
+            headers={"content-type": "application/json"},
+        )
     assert_problem(answer, 413)
 
 
@@ -123,23 +155,29 @@ async def test_unknown_ids_are_404(stack: Stack, method: str, path: str) -> None
 
 async def test_registering_for_an_unknown_convention_is_404(stack: Stack) -> None:
     async with stack.client() as client:
-        answer = await client.post(f"/api/v1/conventions/{uuid.uuid4()}/registrations",
-                                   json={"email": "a@example.org", "name": "A",
-                                         "badge_type": "STD"})
+        answer = await client.post(
+            f"/api/v1/conventions/{uuid.uuid4()}/registrations",
+            json={"email": "a@example.org", "name": "A", "badge_type": "STD"},
+        )
     assert_problem(answer, 404)
 
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic dGVzdDp0ZXN0"},
-     {"Authorization": "Bearer"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Basic dGVzdDp0ZXN0"},
+        {"Authorization": "Bearer"},
+    ],
 )
 async def test_admin_calls_need_the_token(stack: Stack, headers: dict[str, str]) -> None:
     async with stack.client() as client:
         create = await client.post("/api/v1/admin/conventions", headers=headers, json=CONVENTION)
         listing = await client.get("/api/v1/admin/conventions", headers=headers)
-        opening = await client.post(f"/api/v1/admin/conventions/{uuid.uuid4()}/open",
-                                    headers=headers)
+        opening = await client.post(
+            f"/api/v1/admin/conventions/{uuid.uuid4()}/open", headers=headers
+        )
     for answer in (create, listing, opening):
         assert_problem(answer, 401)
 
@@ -147,8 +185,13 @@ async def test_admin_calls_need_the_token(stack: Stack, headers: dict[str, str])
 async def test_bad_query_parameters(stack: Stack, convention_id: str) -> None:
     base = f"/api/v1/admin/conventions/{convention_id}/registrations"
     async with stack.client() as client:
-        for params in ({"status": "bogus"}, {"limit": "0"}, {"limit": "many"},
-                       {"cursor": "!!!"}, {"cursor": "eyJub3QiOiAiYSBjdXJzb3IifQ"}):
+        for params in (
+            {"status": "bogus"},
+            {"limit": "0"},
+            {"limit": "many"},
+            {"cursor": "!!!"},
+            {"cursor": "eyJub3QiOiAiYSBjdXJzb3IifQ"},
+        ):
             assert_problem(await client.get(base, headers=stack.admin, params=params), 400)
         assert_problem(await client.get("/api/v1/conventions", params={"limit": "1000"}), 400)
 
@@ -156,8 +199,9 @@ async def test_bad_query_parameters(stack: Stack, convention_id: str) -> None:
 async def test_wrong_methods_and_idempotency_keys(stack: Stack, convention_id: str) -> None:
     async with stack.client() as client:
         assert_problem(await client.put(f"/api/v1/conventions/{convention_id}"), 405)
-        answer = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                   headers={"Idempotency-Key": "k" * 500},
-                                   json={"email": "a@example.org", "name": "A",
-                                         "badge_type": "STD"})
+        answer = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            headers={"Idempotency-Key": "k" * 500},
+            json={"email": "a@example.org", "name": "A", "badge_type": "STD"},
+        )
         assert_problem(answer, 400)

@@ -24,28 +24,41 @@ pytestmark = pytest.mark.e2e
 
 async def create_open_convention(stack: Stack, quota: int, code: str = "STD") -> str:
     async with stack.client() as client:
-        created = await client.post("/api/v1/admin/conventions", headers=stack.admin, json={
-            "name": "Rush Con", "starts_on": "2027-06-01", "ends_on": "2027-06-03",
-            "badge_types": [{"code": code, "name": "Standard", "price_cents": 6000,
-                             "quota": quota}],
-        })
+        created = await client.post(
+            "/api/v1/admin/conventions",
+            headers=stack.admin,
+            json={
+                "name": "Rush Con",
+                "starts_on": "2027-06-01",
+                "ends_on": "2027-06-03",
+                "badge_types": [
+                    {"code": code, "name": "Standard", "price_cents": 6000, "quota": quota}
+                ],
+            },
+        )
         assert created.status_code == 201, created.text
         convention_id = str(created.json()["convention_id"])
-        opened = await client.post(f"/api/v1/admin/conventions/{convention_id}/open",
-                                   headers=stack.admin)
+        opened = await client.post(
+            f"/api/v1/admin/conventions/{convention_id}/open", headers=stack.admin
+        )
         assert opened.status_code == 200, opened.text
         assert opened.json()["status"] == "open"
     return convention_id
 
 
-async def all_registrations(stack: Stack, convention_id: str, **params: str) -> list[dict[str, Any]]:
+async def all_registrations(
+    stack: Stack, convention_id: str, **params: str
+) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     async with stack.client() as client:
         while True:
             query = {"limit": "37", **params, **({"cursor": cursor} if cursor else {})}
-            page = await client.get(f"/api/v1/admin/conventions/{convention_id}/registrations",
-                                    headers=stack.admin, params=query)
+            page = await client.get(
+                f"/api/v1/admin/conventions/{convention_id}/registrations",
+                headers=stack.admin,
+                params=query,
+            )
             assert page.status_code == 200, page.text
             items.extend(page.json()["items"])
             cursor = page.json()["next"]
@@ -59,11 +72,16 @@ async def test_a_rush_sells_exactly_the_quota(stack: Stack) -> None:
     url = f"/api/v1/conventions/{convention_id}/registrations"
     requests: list[tuple[dict[str, str], dict[str, str]]] = []
     for i in range(150):
-        requests.append(({"email": f"fan{i}@example.org", "name": f"Fan {i}",
-                          "badge_type": "STD"}, {"Idempotency-Key": f"key-{i}"}))
+        requests.append(
+            (
+                {"email": f"fan{i}@example.org", "name": f"Fan {i}", "badge_type": "STD"},
+                {"Idempotency-Key": f"key-{i}"},
+            )
+        )
     for i in range(0, 30, 3):
-        requests.append(({"email": f"FAN{i}@Example.org", "name": f"Fan {i} again",
-                          "badge_type": "STD"}, {}))
+        requests.append(
+            ({"email": f"FAN{i}@Example.org", "name": f"Fan {i} again", "badge_type": "STD"}, {})
+        )
     for i in range(0, 40, 4):
         requests.append((requests[i][0], {"Idempotency-Key": f"key-{i}"}))
     random.Random(7).shuffle(requests)
@@ -109,26 +127,34 @@ async def test_a_decider_killed_mid_rush_loses_and_doubles_nothing(stack: Stack)
     decider = stack.supervisor.pids["decider.registration"]
 
     async with stack.client(limits=httpx.Limits(max_connections=50)) as client:
+
         async def register(i: int) -> httpx.Response:
-            return await client.post(url, headers={"Prefer": "respond-async",
-                                                   "Idempotency-Key": f"kill-{i}"},
-                                     json={"email": f"k{i}@example.org", "name": "K",
-                                           "badge_type": "STD"})
+            return await client.post(
+                url,
+                headers={"Prefer": "respond-async", "Idempotency-Key": f"kill-{i}"},
+                json={"email": f"k{i}@example.org", "name": "K", "badge_type": "STD"},
+            )
 
         first = await asyncio.gather(*(register(i) for i in range(60)))
         os.kill(decider, signal.SIGKILL)
         second = await asyncio.gather(*(register(i) for i in range(60, 120)))
     assert {a.status_code for a in first + second} == {202}
 
-    await eventually(lambda: _pid_of(stack, "decider.registration"),
-                     lambda pid: pid not in (None, decider), what="the decider restarted")
+    await eventually(
+        lambda: _pid_of(stack, "decider.registration"),
+        lambda pid: pid not in (None, decider),
+        what="the decider restarted",
+    )
     registrations = await eventually(
         lambda: all_registrations(stack, convention_id),
         lambda items: len(items) == 120 and all(i["status"] != "pending" for i in items),
-        timeout=60, what="every registration decided after the restart",
+        timeout=60,
+        what="every registration decided after the restart",
     )
-    assert Counter(r["status"] for r in registrations) == {"confirmed": quota,
-                                                           "rejected": 120 - quota}
+    assert Counter(r["status"] for r in registrations) == {
+        "confirmed": quota,
+        "rejected": 120 - quota,
+    }
     async with stack.client() as client:
         badge = (await client.get(f"/api/v1/conventions/{convention_id}")).json()["badge_types"][0]
     assert (badge["sold"], badge["remaining"]) == (quota, 0)
@@ -143,8 +169,9 @@ async def test_idempotency_async_answers_and_cancellation(stack: Stack) -> None:
     url = f"/api/v1/conventions/{convention_id}/registrations"
     body = {"email": "ada@example.org", "name": "Ada", "badge_type": "STD"}
     async with stack.client() as client:
-        accepted = await client.post(url, json=body, headers={"Prefer": "respond-async",
-                                                              "Idempotency-Key": "ada-1"})
+        accepted = await client.post(
+            url, json=body, headers={"Prefer": "respond-async", "Idempotency-Key": "ada-1"}
+        )
         assert accepted.status_code == 202
         location = accepted.headers["location"]
         assert accepted.json()["registration_id"] in location
@@ -156,8 +183,9 @@ async def test_idempotency_async_answers_and_cancellation(stack: Stack) -> None:
         again = await client.post(url, json=body, headers={"Idempotency-Key": "ada-1"})
         assert again.status_code == 201
         assert again.json()["registration_id"] == accepted.json()["registration_id"]
-        other = await client.post(url, json={**body, "name": "Someone else"},
-                                  headers={"Idempotency-Key": "ada-1"})
+        other = await client.post(
+            url, json={**body, "name": "Someone else"}, headers={"Idempotency-Key": "ada-1"}
+        )
         assert other.status_code == 422
         assert other.json()["type"].endswith("idempotency-key-reused")
 
@@ -182,50 +210,71 @@ async def test_idempotency_async_answers_and_cancellation(stack: Stack) -> None:
 
 async def test_convention_life_cycle_and_listing(stack: Stack) -> None:
     async with stack.client() as client:
-        created = await client.post("/api/v1/admin/conventions", headers={
-            **stack.admin, "Idempotency-Key": "draft-con"}, json={
-            "name": "Draft Con", "starts_on": "2027-07-01", "ends_on": "2027-07-01",
-            "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
-        })
+        created = await client.post(
+            "/api/v1/admin/conventions",
+            headers={**stack.admin, "Idempotency-Key": "draft-con"},
+            json={
+                "name": "Draft Con",
+                "starts_on": "2027-07-01",
+                "ends_on": "2027-07-01",
+                "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
+            },
+        )
         assert created.status_code == 201
         convention_id = created.json()["convention_id"]
-        repeat = await client.post("/api/v1/admin/conventions", headers={
-            **stack.admin, "Idempotency-Key": "draft-con"}, json={
-            "name": "Draft Con", "starts_on": "2027-07-01", "ends_on": "2027-07-01",
-            "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
-        })
+        repeat = await client.post(
+            "/api/v1/admin/conventions",
+            headers={**stack.admin, "Idempotency-Key": "draft-con"},
+            json={
+                "name": "Draft Con",
+                "starts_on": "2027-07-01",
+                "ends_on": "2027-07-01",
+                "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
+            },
+        )
         assert repeat.status_code == 201
         assert repeat.json()["convention_id"] == convention_id
         assert (await client.get(f"/api/v1/conventions/{convention_id}")).status_code == 404
-        early = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                  json={"email": "early@example.org", "name": "E",
-                                        "badge_type": "DAY"})
+        early = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            json={"email": "early@example.org", "name": "E", "badge_type": "DAY"},
+        )
         assert early.status_code == 409
         assert early.json()["reason"] == "not_open"
-        close_draft = await client.post(f"/api/v1/admin/conventions/{convention_id}/close",
-                                        headers=stack.admin)
+        close_draft = await client.post(
+            f"/api/v1/admin/conventions/{convention_id}/close", headers=stack.admin
+        )
         assert close_draft.status_code == 409
         assert close_draft.json()["reason"] == "invalid_transition"
-        assert (await client.post(f"/api/v1/admin/conventions/{convention_id}/open",
-                                  headers=stack.admin)).status_code == 200
-        wrong_badge = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                        json={"email": "w@example.org", "name": "W",
-                                              "badge_type": "GOLD"})
+        assert (
+            await client.post(
+                f"/api/v1/admin/conventions/{convention_id}/open", headers=stack.admin
+            )
+        ).status_code == 200
+        wrong_badge = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            json={"email": "w@example.org", "name": "W", "badge_type": "GOLD"},
+        )
         assert wrong_badge.json()["reason"] == "unknown_badge_type"
-        closed = await client.post(f"/api/v1/admin/conventions/{convention_id}/close",
-                                   headers=stack.admin)
+        closed = await client.post(
+            f"/api/v1/admin/conventions/{convention_id}/close", headers=stack.admin
+        )
         assert closed.json()["status"] == "closed"
-        late = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                 json={"email": "late@example.org", "name": "L",
-                                       "badge_type": "DAY"})
+        late = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            json={"email": "late@example.org", "name": "L", "badge_type": "DAY"},
+        )
         assert late.json()["reason"] == "not_open"
 
         seen: list[str] = []
         cursor = None
         while True:
-            page = (await client.get("/api/v1/conventions",
-                                     params={"limit": 1, **({"cursor": cursor} if cursor else {})}
-                                     )).json()
+            page = (
+                await client.get(
+                    "/api/v1/conventions",
+                    params={"limit": 1, **({"cursor": cursor} if cursor else {})},
+                )
+            ).json()
             seen.extend(item["convention_id"] for item in page["items"])
             cursor = page["next"]
             if cursor is None:
@@ -238,20 +287,27 @@ async def test_the_correlation_id_follows_the_request_into_the_events(stack: Sta
     convention_id = await create_open_convention(stack, 3)
     correlation = str(uuid.uuid4())
     async with stack.client() as client:
-        answer = await client.post(f"/api/v1/conventions/{convention_id}/registrations",
-                                   headers={"X-Correlation-ID": correlation},
-                                   json={"email": "c@example.org", "name": "C",
-                                         "badge_type": "STD"})
+        answer = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            headers={"X-Correlation-ID": correlation},
+            json={"email": "c@example.org", "name": "C", "badge_type": "STD"},
+        )
     assert answer.status_code == 201
     assert answer.headers["x-correlation-id"] == correlation
     registration_id = answer.json()["registration_id"]
 
     async def archived() -> list[Any]:
         async with engine_for(stack.settings.db.reporting_url) as engine, engine.connect() as conn:
-            return list((await conn.execute(
-                select(reporting.event_archive.c.event_type, reporting.event_archive.c.causation_id)
-                .where(reporting.event_archive.c.correlation_id == correlation)
-            )).all())
+            return list(
+                (
+                    await conn.execute(
+                        select(
+                            reporting.event_archive.c.event_type,
+                            reporting.event_archive.c.causation_id,
+                        ).where(reporting.event_archive.c.correlation_id == correlation)
+                    )
+                ).all()
+            )
 
     rows = await eventually(archived, lambda rows: len(rows) == 1, what="the archived event")
     assert rows[0].event_type == "AttendeeRegistered"
@@ -264,8 +320,21 @@ async def test_health_and_openapi(stack: Stack) -> None:
         assert health.json() == {"status": "ok", "checks": {"kafka": "ok", "database": "ok"}}
         schema = await client.get("/schema/openapi.json")
         assert schema.status_code == 200
-        operations = {op["operationId"] for path in schema.json()["paths"].values()
-                      for op in path.values() if isinstance(op, dict) and "operationId" in op}
-        assert {"registerAttendee", "getRegistration", "cancelRegistration", "createConvention",
-                "openConvention", "closeConvention", "listConventions", "getConvention",
-                "adminListRegistrations", "health"} <= operations
+        operations = {
+            op["operationId"]
+            for path in schema.json()["paths"].values()
+            for op in path.values()
+            if isinstance(op, dict) and "operationId" in op
+        }
+        assert {
+            "registerAttendee",
+            "getRegistration",
+            "cancelRegistration",
+            "createConvention",
+            "openConvention",
+            "closeConvention",
+            "listConventions",
+            "getConvention",
+            "adminListRegistrations",
+            "health",
+        } <= operations

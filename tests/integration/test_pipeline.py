@@ -38,25 +38,33 @@ pytestmark = pytest.mark.integration
 
 async def open_convention_with_quota(settings: Settings, quota: int) -> uuid.UUID:
     create = new_convention(quota)
-    await send_commands(settings, command_envelope(create),
-                        command_envelope(open_convention(create.convention_id)))
+    await send_commands(
+        settings, command_envelope(create), command_envelope(open_convention(create.convention_id))
+    )
     return create.convention_id
 
 
 async def sold(settings: Settings, convention_id: uuid.UUID) -> int:
     async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        value = (await conn.execute(
-            select(r.badge_types.c.sold).where(r.badge_types.c.convention_id == str(convention_id))
-        )).scalar_one_or_none()
+        value = (
+            await conn.execute(
+                select(r.badge_types.c.sold).where(
+                    r.badge_types.c.convention_id == str(convention_id)
+                )
+            )
+        ).scalar_one_or_none()
     return -1 if value is None else int(value)
 
 
 async def statuses(settings: Settings, convention_id: uuid.UUID) -> dict[str, int]:
     async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        rows = (await conn.execute(
-            select(r.registrations.c.status, r.registrations.c.reason)
-            .where(r.registrations.c.convention_id == str(convention_id))
-        )).all()
+        rows = (
+            await conn.execute(
+                select(r.registrations.c.status, r.registrations.c.reason).where(
+                    r.registrations.c.convention_id == str(convention_id)
+                )
+            )
+        ).all()
     result: dict[str, int] = {}
     for row in rows:
         name = f"{row.status}:{row.reason}" if row.reason else row.status
@@ -68,12 +76,15 @@ async def test_a_rush_confirms_exactly_the_quota(make_settings: StackFactory) ->
     settings = await make_settings()
     convention_id = await open_convention_with_quota(settings, 3)
     emails = [f"p{i}@example.org" for i in range(8)] + ["P1@example.org"]
-    await send_commands(settings, *(command_envelope(registration(convention_id, e)[0])
-                                    for e in emails))
+    await send_commands(
+        settings, *(command_envelope(registration(convention_id, e)[0]) for e in emails)
+    )
     async with running(build_decider(settings)), running(build_projector(settings, "website")):
-        result = await eventually(lambda: statuses(settings, convention_id),
-                                  lambda s: sum(s.values()) == len(emails) and "pending" not in s,
-                                  what="every registration decided")
+        result = await eventually(
+            lambda: statuses(settings, convention_id),
+            lambda s: sum(s.values()) == len(emails) and "pending" not in s,
+            what="every registration decided",
+        )
     assert result == {"confirmed": 3, "rejected:sold_out": 5, "rejected:already_registered": 1}
     assert await sold(settings, convention_id) == 3
 
@@ -89,16 +100,25 @@ async def test_redelivered_commands_and_events_change_nothing(make_settings: Sta
     async with running(build_decider(settings)), running(build_projector(settings, "website")):
         await eventually(lambda: sold(settings, convention_id), lambda n: n == 1, what="sold 1")
         await send_commands(settings, envelope)
-        events = await eventually(lambda: read_topic(settings, topics.registration_events),
-                                  lambda records: len(records) >= 3, what="three events")
+        events = await eventually(
+            lambda: read_topic(settings, topics.registration_events),
+            lambda records: len(records) >= 3,
+            what="three events",
+        )
         registered = [e for e in events if dict(e.headers)["type"] == b"AttendeeRegistered"]
         assert len(registered) == 1
-        await produce(settings, topics.registration_events,
-                      [(registered[0].key.decode(), registered[0].value, list(registered[0].headers))])
+        await produce(
+            settings,
+            topics.registration_events,
+            [(registered[0].key.decode(), registered[0].value, list(registered[0].headers))],
+        )
         marker, _ = registration(convention_id, "later@example.org")
         await send_commands(settings, command_envelope(marker))
-        await eventually(lambda: sold(settings, convention_id), lambda n: n == 2,
-                         what="the later registration counted")
+        await eventually(
+            lambda: sold(settings, convention_id),
+            lambda n: n == 2,
+            what="the later registration counted",
+        )
 
     async with engine_for(settings.db.write_url) as engine:
         assert await count(engine, w.decided_commands) == 4
@@ -107,8 +127,11 @@ async def test_redelivered_commands_and_events_change_nothing(make_settings: Sta
     assert await statuses(settings, convention_id) == {"confirmed": 2}
     events = await read_topic(settings, topics.registration_events)
     ids = [json.loads(e.value)["message_id"] for e in events]
-    assert len(ids) == 5 and len(set(ids)) == 4
-    assert str(registration_id) in {json.loads(e.value)["payload"].get("registration_id") for e in events}
+    assert len(ids) == 5
+    assert len(set(ids)) == 4
+    assert str(registration_id) in {
+        json.loads(e.value)["payload"].get("registration_id") for e in events
+    }
 
 
 class CrashAfterCommit:
@@ -117,7 +140,9 @@ class CrashAfterCommit:
     def __init__(self, inner: BatchHandler) -> None:
         self.inner = inner
 
-    async def handle(self, conn: object, tp: TopicPartition, records: Sequence[Record]) -> HandledBatch:
+    async def handle(
+        self, conn: object, tp: TopicPartition, records: Sequence[Record]
+    ) -> HandledBatch:
         handled = await self.inner.handle(conn, tp, records)  # type: ignore[arg-type]
 
         async def crash() -> None:
@@ -132,8 +157,9 @@ async def test_a_decider_killed_after_its_commit_resumes_without_loss_or_doubles
     settings = await make_settings()
     topics = Topics(settings.topic_prefix)
     convention_id = await open_convention_with_quota(settings, 2)
-    envelopes = [command_envelope(registration(convention_id, f"k{i}@example.org")[0])
-                 for i in range(4)]
+    envelopes = [
+        command_envelope(registration(convention_id, f"k{i}@example.org")[0]) for i in range(4)
+    ]
     await send_commands(settings, *envelopes)
 
     crashing = build_decider(settings, wrap_handler=CrashAfterCommit)
@@ -146,9 +172,11 @@ async def test_a_decider_killed_after_its_commit_resumes_without_loss_or_doubles
         assert await count(engine, w.outbox, w.outbox.c.published_at.is_(None)) >= 1
 
     async with running(build_decider(settings)), running(build_projector(settings, "website")):
-        await eventually(lambda: statuses(settings, convention_id),
-                         lambda s: s == {"confirmed": 2, "rejected:sold_out": 2},
-                         what="every registration decided once")
+        await eventually(
+            lambda: statuses(settings, convention_id),
+            lambda s: s == {"confirmed": 2, "rejected:sold_out": 2},
+            what="every registration decided once",
+        )
     async with engine_for(settings.db.write_url) as engine:
         assert await count(engine, w.decided_commands) == 6
         assert await count(engine, w.outbox, w.outbox.c.published_at.is_(None)) == 0
@@ -163,19 +191,34 @@ async def test_a_poison_message_goes_to_the_dead_letter_topic(make_settings: Sta
     topics = Topics(settings.topic_prefix)
     convention_id = await open_convention_with_quota(settings, 2)
     key = str(convention_id)
-    await produce(settings, topics.registration_commands, [
-        (key, b"\xff not json at all", []),
-        (key, json.dumps({"message_id": "nope"}).encode(), []),
-        (key, command_envelope(open_convention(convention_id)).encode().replace(
-            b'"OpenConvention"', b'"LaunchRockets"'), []),
-    ])
+    await produce(
+        settings,
+        topics.registration_commands,
+        [
+            (key, b"\xff not json at all", []),
+            (key, json.dumps({"message_id": "nope"}).encode(), []),
+            (
+                key,
+                command_envelope(open_convention(convention_id))
+                .encode()
+                .replace(b'"OpenConvention"', b'"LaunchRockets"'),
+                [],
+            ),
+        ],
+    )
     good, _ = registration(convention_id, "after@example.org")
     await send_commands(settings, command_envelope(good))
     async with running(build_decider(settings)), running(build_projector(settings, "website")):
-        await eventually(lambda: statuses(settings, convention_id),
-                         lambda s: s == {"confirmed": 1}, what="the good command decided")
-        letters = await eventually(lambda: read_topic(settings, topics.dead_letter),
-                                   lambda records: len(records) >= 6, what="dead letters")
+        await eventually(
+            lambda: statuses(settings, convention_id),
+            lambda s: s == {"confirmed": 1},
+            what="the good command decided",
+        )
+        letters = await eventually(
+            lambda: read_topic(settings, topics.dead_letter),
+            lambda records: len(records) >= 6,
+            what="dead letters",
+        )
     by_group: dict[bytes, list[Record]] = {}
     for letter in letters:
         by_group.setdefault(dict(letter.headers)[HEADER_CONSUMER_GROUP], []).append(letter)
@@ -194,17 +237,26 @@ async def test_a_fenced_out_zombie_cannot_write(make_settings: StackFactory) -> 
     convention_id = await open_convention_with_quota(settings, 5)
     zombie = build_decider(settings)
     async with running(zombie), running(build_projector(settings, "website")):
-        await eventually(lambda: _owned(zombie), lambda owned: len(owned) == 1,
-                         what="the decider owns the partition")
-        await eventually(lambda: _convention_status(settings, convention_id),
-                         lambda s: s == "open", what="convention open")
+        await eventually(
+            lambda: _owned(zombie),
+            lambda owned: len(owned) == 1,
+            what="the decider owns the partition",
+        )
+        await eventually(
+            lambda: _convention_status(settings, convention_id),
+            lambda s: s == "open",
+            what="convention open",
+        )
         tp = TopicPartition(topics.registration_commands, 0)
         async with engine_for(settings.db.write_url) as engine, engine.begin() as conn:
             await PositionStore(w.consumer_positions, zombie.consumer.config.group).claim(conn, tp)
         command, _ = registration(convention_id, "zombie@example.org")
         await send_commands(settings, command_envelope(command))
-        await eventually(lambda: _owned(zombie), lambda owned: not owned,
-                         what="the zombie gives the partition up")
+        await eventually(
+            lambda: _owned(zombie),
+            lambda owned: not owned,
+            what="the zombie gives the partition up",
+        )
         async with engine_for(settings.db.write_url) as engine:
             assert await count(engine, w.registrations) == 0
             assert await count(engine, w.decided_commands) == 2
@@ -216,17 +268,26 @@ async def _owned(role: object) -> dict[TopicPartition, int]:
 
 async def _convention_status(settings: Settings, convention_id: uuid.UUID) -> str | None:
     async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        value = (await conn.execute(
-            select(r.conventions.c.status).where(r.conventions.c.convention_id == str(convention_id))
-        )).scalar_one_or_none()
+        value = (
+            await conn.execute(
+                select(r.conventions.c.status).where(
+                    r.conventions.c.convention_id == str(convention_id)
+                )
+            )
+        ).scalar_one_or_none()
     return None if value is None else str(value)
 
 
 async def _snapshot(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
     async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
         snapshot = {}
-        for table in (r.conventions, r.badge_types, r.registrations, r.command_outcomes,
-                      r.applied_events):
+        for table in (
+            r.conventions,
+            r.badge_types,
+            r.registrations,
+            r.command_outcomes,
+            r.applied_events,
+        ):
             rows = (await conn.execute(select(table))).all()
             snapshot[table.name] = sorted(tuple(row) for row in rows)
     return snapshot
@@ -237,19 +298,28 @@ async def test_dropping_the_read_model_and_replaying_rebuilds_the_same_rows(
 ) -> None:
     settings = await make_settings()
     convention_id = await open_convention_with_quota(settings, 2)
-    await send_commands(settings, *(command_envelope(registration(convention_id, f"r{i}@x.org")[0])
-                                    for i in range(4)))
+    await send_commands(
+        settings,
+        *(command_envelope(registration(convention_id, f"r{i}@x.org")[0]) for i in range(4)),
+    )
     async with running(build_decider(settings)), running(build_projector(settings, "website")):
-        await eventually(lambda: statuses(settings, convention_id),
-                         lambda s: s == {"confirmed": 2, "rejected:sold_out": 2}, what="decisions")
+        await eventually(
+            lambda: statuses(settings, convention_id),
+            lambda s: s == {"confirmed": 2, "rejected:sold_out": 2},
+            what="decisions",
+        )
     before = await _snapshot(settings)
     assert len(before["registrations"]) == 4
 
     await reset_projection(settings, "website")
     assert (await _snapshot(settings))["registrations"] == []
     async with running(build_projector(settings, "website")):
-        after = await eventually(lambda: _snapshot(settings), lambda s: s == before, timeout=30,
-                                 what="the rebuilt read model to equal the original")
+        after = await eventually(
+            lambda: _snapshot(settings),
+            lambda s: s == before,
+            timeout=30,
+            what="the rebuilt read model to equal the original",
+        )
     assert after == before
 
 

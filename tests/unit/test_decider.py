@@ -38,8 +38,12 @@ BADGES = (
     BadgeTypeSpec(code="VIP", name="Sponsor", price_cents=20000, quota=1),
 )
 CREATED = ConventionCreated(
-    convention_id=CID, name="FurCon", starts_on=date(2027, 1, 1), ends_on=date(2027, 1, 3),
-    badge_types=BADGES, request_hash="h",
+    convention_id=CID,
+    name="FurCon",
+    starts_on=date(2027, 1, 1),
+    ends_on=date(2027, 1, 3),
+    badge_types=BADGES,
+    request_hash="h",
 )
 OPENED = ConventionOpened(convention_id=CID)
 
@@ -49,13 +53,25 @@ def rid(n: int) -> uuid.UUID:
 
 
 def register(n: int, email: str, badge: str = "STD") -> RegisterAttendee:
-    return RegisterAttendee(convention_id=CID, registration_id=rid(n), email=email,
-                            name=f"Attendee {n}", badge_type=badge, request_hash=f"h{n}")
+    return RegisterAttendee(
+        convention_id=CID,
+        registration_id=rid(n),
+        email=email,
+        name=f"Attendee {n}",
+        badge_type=badge,
+        request_hash=f"h{n}",
+    )
 
 
 def registered(n: int, email: str, badge: str = "STD") -> AttendeeRegistered:
-    return AttendeeRegistered(convention_id=CID, registration_id=rid(n), email=email,
-                              name=f"Attendee {n}", badge_type=badge, request_hash=f"h{n}")
+    return AttendeeRegistered(
+        convention_id=CID,
+        registration_id=rid(n),
+        email=email,
+        name=f"Attendee {n}",
+        badge_type=badge,
+        request_hash=f"h{n}",
+    )
 
 
 def given_when(history: Sequence[Event], command: Command) -> list[Event]:
@@ -67,9 +83,13 @@ def given_when(history: Sequence[Event], command: Command) -> list[Event]:
 
 def rejected(command: RegisterAttendee, reason: RejectionReason) -> RegistrationRejected:
     return RegistrationRejected(
-        convention_id=command.convention_id, registration_id=command.registration_id,
-        email=command.email, name=command.name, badge_type=command.badge_type,
-        request_hash=command.request_hash, reason=reason,
+        convention_id=command.convention_id,
+        registration_id=command.registration_id,
+        email=command.email,
+        name=command.name,
+        badge_type=command.badge_type,
+        request_hash=command.request_hash,
+        reason=reason,
     )
 
 
@@ -110,9 +130,7 @@ def test_never_more_than_the_quota() -> None:
 
 def test_quotas_are_per_badge_type() -> None:
     history = [CREATED, OPENED, registered(1, "a@x.org"), registered(2, "b@x.org")]
-    assert given_when(history, register(3, "c@x.org", "VIP")) == [
-        registered(3, "c@x.org", "VIP")
-    ]
+    assert given_when(history, register(3, "c@x.org", "VIP")) == [registered(3, "c@x.org", "VIP")]
 
 
 def test_one_active_registration_per_email_case_insensitively() -> None:
@@ -124,7 +142,10 @@ def test_one_active_registration_per_email_case_insensitively() -> None:
 
 def test_cancelling_frees_the_seat_and_the_email() -> None:
     history = [
-        CREATED, OPENED, registered(1, "a@x.org"), registered(2, "b@x.org"),
+        CREATED,
+        OPENED,
+        registered(1, "a@x.org"),
+        registered(2, "b@x.org"),
         RegistrationCancelled(convention_id=CID, registration_id=rid(1), badge_type="STD"),
     ]
     assert given_when(history, register(3, "c@x.org")) == [registered(3, "c@x.org")]
@@ -143,12 +164,14 @@ def test_only_confirmed_registrations_can_be_cancelled() -> None:
     cancelled = RegistrationCancelled(convention_id=CID, registration_id=rid(1), badge_type="STD")
     history = [CREATED, OPENED, registered(1, "a@x.org"), cancelled]
     assert given_when(history, command) == [
-        CancellationRejected(convention_id=CID, registration_id=rid(1),
-                             reason=RejectionReason.NOT_CANCELLABLE)
+        CancellationRejected(
+            convention_id=CID, registration_id=rid(1), reason=RejectionReason.NOT_CANCELLABLE
+        )
     ]
     assert given_when([CREATED, OPENED], command) == [
-        CancellationRejected(convention_id=CID, registration_id=rid(1),
-                             reason=RejectionReason.UNKNOWN_REGISTRATION)
+        CancellationRejected(
+            convention_id=CID, registration_id=rid(1), reason=RejectionReason.UNKNOWN_REGISTRATION
+        )
     ]
 
 
@@ -162,30 +185,43 @@ def test_life_cycle_draft_open_closed() -> None:
     assert given_when([CREATED], open_) == [OPENED]
     assert given_when([CREATED, OPENED], close) == [ConventionClosed(convention_id=CID)]
     assert given_when([CREATED], close) == [
-        ConventionCommandRejected(convention_id=CID, command="CloseConvention",
-                                  reason=RejectionReason.INVALID_TRANSITION)
+        ConventionCommandRejected(
+            convention_id=CID, command="CloseConvention", reason=RejectionReason.INVALID_TRANSITION
+        )
     ]
     assert given_when([CREATED, OPENED, ConventionClosed(convention_id=CID)], open_) == [
-        ConventionCommandRejected(convention_id=CID, command="OpenConvention",
-                                  reason=RejectionReason.INVALID_TRANSITION)
+        ConventionCommandRejected(
+            convention_id=CID, command="OpenConvention", reason=RejectionReason.INVALID_TRANSITION
+        )
     ]
     assert given_when([], open_) == [
-        ConventionCommandRejected(convention_id=CID, command="OpenConvention",
-                                  reason=RejectionReason.UNKNOWN_CONVENTION)
+        ConventionCommandRejected(
+            convention_id=CID, command="OpenConvention", reason=RejectionReason.UNKNOWN_CONVENTION
+        )
     ]
 
 
 def test_creating_an_existing_convention_is_a_redelivery() -> None:
-    command = CreateConvention(convention_id=CID, name="FurCon", starts_on=date(2027, 1, 1),
-                               ends_on=date(2027, 1, 3), badge_types=BADGES, request_hash="h")
+    command = CreateConvention(
+        convention_id=CID,
+        name="FurCon",
+        starts_on=date(2027, 1, 1),
+        ends_on=date(2027, 1, 3),
+        badge_types=BADGES,
+        request_hash="h",
+    )
     assert given_when([], command) == [CREATED]
     assert given_when([CREATED], command) == []
 
 
 EMAILS = ["a@x.org", "A@x.org", "b@x.org", "c@x.org", "d@x.org", "e@x.org"]
 ACTIONS = st.one_of(
-    st.tuples(st.just("register"), st.integers(0, 40), st.sampled_from(EMAILS),
-              st.sampled_from(["STD", "VIP", "NOPE"])),
+    st.tuples(
+        st.just("register"),
+        st.integers(0, 40),
+        st.sampled_from(EMAILS),
+        st.sampled_from(["STD", "VIP", "NOPE"]),
+    ),
     st.tuples(st.just("cancel"), st.integers(0, 40), st.just(""), st.just("")),
     st.tuples(st.sampled_from(["open", "close"]), st.just(0), st.just(""), st.just("")),
 )
@@ -193,14 +229,22 @@ ACTIONS = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(ACTIONS, max_size=80))
-def test_no_command_sequence_oversells_or_double_registers(actions: list[tuple[str, int, str, str]]) -> None:
+def test_no_command_sequence_oversells_or_double_registers(
+    actions: list[tuple[str, int, str, str]],
+) -> None:
     book = RegistrationBook()
     book.apply(CREATED)
     for action, n, email, badge in actions:
         command: Command
         if action == "register":
-            command = RegisterAttendee(convention_id=CID, registration_id=rid(n), email=email,
-                                       name="x", badge_type=badge, request_hash="h")
+            command = RegisterAttendee(
+                convention_id=CID,
+                registration_id=rid(n),
+                email=email,
+                name="x",
+                badge_type=badge,
+                request_hash="h",
+            )
         elif action == "cancel":
             command = CancelRegistration(convention_id=CID, registration_id=rid(n))
         elif action == "open":
@@ -211,7 +255,9 @@ def test_no_command_sequence_oversells_or_double_registers(actions: list[tuple[s
             book.apply(event)
 
         convention = book.conventions[CID]
-        active = [r for r in book.registrations.values() if r.status is RegistrationStatus.CONFIRMED]
+        active = [
+            r for r in book.registrations.values() if r.status is RegistrationStatus.CONFIRMED
+        ]
         for badge_type in convention.badge_types:
             confirmed = sum(1 for r in active if r.badge_type == badge_type.code)
             assert confirmed == badge_type.confirmed
