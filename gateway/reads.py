@@ -6,7 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -26,7 +26,10 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, item_id = json.loads(raw)
-        return datetime.fromisoformat(created), str(uuid.UUID(item_id))
+        moment = datetime.fromisoformat(created)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        return moment, str(uuid.UUID(item_id))
     except (ValueError, TypeError) as exc:
         raise Problem(
             400, "invalid-cursor", "Invalid cursor", "The cursor is not one this API gave out."
@@ -113,8 +116,8 @@ class ReadModels:
                 ends_on=row.ends_on,
                 status=row.status,
                 badge_types=badges.get(row.convention_id, []),
-                created_at=row.created_at,
-                updated_at=row.updated_at,
+                created_at=_utc(row.created_at),
+                updated_at=_utc(row.updated_at),
             )
             for row in rows
         ]
@@ -192,6 +195,11 @@ def _registration_view(row: Any) -> RegistrationView:
         badge_type=row.badge_type,
         status=row.status,
         reason=row.reason,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
+        created_at=_utc(row.created_at),
+        updated_at=_utc(row.updated_at),
     )
+
+
+def _utc(moment: datetime) -> datetime:
+    """Read models store UTC without a zone; the API says so explicitly."""
+    return moment.replace(tzinfo=UTC)

@@ -85,6 +85,8 @@ class ConsumerConfig:
     bootstrap_servers: str
     max_records: int = 500
     poll_timeout_ms: int = 100
+    session_timeout_ms: int = 6000
+    """How soon a dead member's partitions go to the others (Kafka's minimum by default)."""
 
 
 class PositionStore:
@@ -175,6 +177,8 @@ class ExactlyOnceConsumer:
             auto_offset_reset="earliest",
             max_poll_records=config.max_records,
             isolation_level="read_uncommitted",
+            session_timeout_ms=config.session_timeout_ms,
+            heartbeat_interval_ms=config.session_timeout_ms // 6,
         )
 
     @property

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, delete, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -67,6 +67,7 @@ class OutboxRelay:
         grace: timedelta = timedelta(seconds=3),
         batch_size: int = 500,
         interval: float = 1.0,
+        keep_published: timedelta = timedelta(days=1),
     ) -> None:
         self._engine = engine
         self._outbox = outbox
@@ -74,6 +75,7 @@ class OutboxRelay:
         self._grace = grace
         self._batch_size = batch_size
         self._interval = interval
+        self._keep_published = keep_published
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -117,10 +119,23 @@ class OutboxRelay:
             total += count
         return total
 
+    async def purge_published(self) -> int:
+        """Forget rows published long ago: the event topics are the record, not the outbox."""
+        cutoff = utcnow() - self._keep_published
+        async with self._engine.begin() as conn:
+            result = await conn.execute(
+                delete(self._outbox)
+                .where(self._outbox.c.published_at < cutoff)
+                .execution_options(synchronize_session=False)
+            )
+        return int(result.rowcount or 0)
+
     async def run(self) -> None:
         log.info("relay_started")
         while not self._stopping.is_set():
             await self.drain()
+            if purged := await self.purge_published():
+                log.info("outbox_purged", count=purged)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
         log.info("relay_stopped")
