@@ -18,8 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gateway.problems import Problem
-from gateway.reads import ReadModels
-from gateway.waiting import DecisionWaiter, Outcome
+from gateway.reads import Outcome, ReadModels
+from gateway.waiting import DecisionWaiter
 from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap

@@ -6,6 +6,7 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -174,16 +175,41 @@ class ReadModels:
         )
         return items, next_cursor
 
-    async def outcomes(self, command_ids: Sequence[str]) -> dict[str, tuple[str, str | None]]:
+    async def outcomes(self, command_ids: Sequence[str]) -> dict[str, Outcome]:
+        """How these commands ended, each with the registration it decided, if any: one
+        query for every request waiting in this process."""
+        o, reg = t.command_outcomes, t.registrations
+        query = (
+            select(o.c.command_id, o.c.outcome, o.c.reason.label("outcome_reason"), reg)
+            .select_from(o.outerjoin(reg, reg.c.registration_id == o.c.subject_id))
+            .where(o.c.command_id.in_(command_ids))
+        )
         async with self._engine.connect() as conn:
-            rows = await conn.execute(
-                select(
-                    t.command_outcomes.c.command_id,
-                    t.command_outcomes.c.outcome,
-                    t.command_outcomes.c.reason,
-                ).where(t.command_outcomes.c.command_id.in_(command_ids))
+            rows = (await conn.execute(query)).all()
+        return {
+            row.command_id: Outcome(
+                row.outcome,
+                row.outcome_reason,
+                None
+                if row.registration_id is None
+                else (_registration_view(row), row.request_hash),
             )
-            return {row.command_id: (row.outcome, row.reason) for row in rows}
+            for row in rows
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A decided command; `registration` is the registration it decided, if any, with the
+    fingerprint of the request that made it."""
+
+    outcome: str
+    reason: str | None
+    registration: tuple[RegistrationView, str] | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.outcome == "accepted"
 
 
 def _registration_view(row: Any) -> RegistrationView:

@@ -46,10 +46,6 @@ class RegistrationController(Controller):
             raise not_found(convention_id)
         registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
         fingerprint = request_hash(data.model_dump(mode="json") | {"email": data.email.casefold()})
-        if idempotency_key is not None:
-            known = await gateway.reads.registration(registration_id)
-            if known is not None and known[0].status != "pending":
-                return _answer(known, fingerprint)
         command = RegisterAttendee(
             convention_id=convention_id,
             registration_id=registration_id,
@@ -59,12 +55,10 @@ class RegistrationController(Controller):
             request_hash=fingerprint,
         )
         await gateway.send(request, command, registration_id, ATTENDEE)
-        if await gateway.await_outcome(request, registration_id) is None:
+        outcome = await gateway.await_outcome(request, registration_id)
+        if outcome is None or outcome.registration is None:
             return _pending(registration_id)
-        known = await gateway.reads.registration(registration_id)
-        if known is None:
-            return _pending(registration_id)
-        return _answer(known, fingerprint)
+        return _answer(outcome.registration, fingerprint)
 
     @get("/api/v1/registrations/{registration_id:uuid}", operation_id="getRegistration")
     async def get_registration(

@@ -4,23 +4,12 @@ with a single query per tick, however many requests are waiting."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import structlog
 
-from gateway.reads import ReadModels
+from gateway.reads import Outcome, ReadModels
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    outcome: str
-    reason: str | None
-
-    @property
-    def accepted(self) -> bool:
-        return self.outcome == "accepted"
 
 
 class DecisionWaiter:
@@ -72,7 +61,7 @@ class DecisionWaiter:
         ids = list(self._waiting)
         for start in range(0, len(ids), self._chunk):
             found = await self._reads.outcomes(ids[start : start + self._chunk])
-            for command_id, (outcome, reason) in found.items():
+            for command_id, outcome in found.items():
                 for future in self._waiting.pop(command_id, []):
                     if not future.done():
-                        future.set_result(Outcome(outcome, reason))
+                        future.set_result(outcome)

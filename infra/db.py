@@ -17,11 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
 def make_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
+    """No pre-ping: it costs a round trip per checkout on every hot path. A connection that
+    died is invalidated by the error it raises; the caller retries (or restarts)."""
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
         isolation_level="READ COMMITTED",
     )

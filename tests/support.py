@@ -82,7 +82,8 @@ async def send_commands(settings: Settings, *envelopes: Envelope) -> None:
 
 
 async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record currently in `topic`, read without a consumer group."""
+    """Every record currently in `topic`, read without a consumer group: up to the reported
+    end offsets and then until a fetch comes back empty (reported ends can lag)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         enable_auto_commit=False,
@@ -104,12 +105,14 @@ async def read_topic(settings: Settings, topic: str) -> list[ConsumerRecord[byte
         records: list[ConsumerRecord[bytes, bytes]] = []
         remaining = {tp for tp in partitions if ends[tp] > 0}
         deadline = time.monotonic() + 20
-        while remaining and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=200)
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=300)
             for tp, items in batch.items():
                 records.extend(items)
                 if items and items[-1].offset + 1 >= ends[tp]:
                     remaining.discard(tp)
+            if not batch and not remaining:
+                break
         return records
     finally:
         await consumer.stop()
