@@ -11,7 +11,8 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from gateway.conventions import AdminConventionController, ConventionController
-from gateway.deps import Gateway, correlation_middleware
+from gateway.deps import Gateway
+from gateway.middleware import correlation_middleware, shed_load_middleware
 from gateway.problems import EXCEPTION_HANDLERS, problem_response
 from gateway.registrations import RegistrationController
 
@@ -37,7 +38,9 @@ async def health(request: Request[Any, Any, Any], gateway: Gateway) -> Response[
     )
 
 
-def create_app(gateway: Gateway, *, max_body_bytes: int = 64 * 1024) -> Litestar:
+def create_app(
+    gateway: Gateway, *, max_body_bytes: int = 64 * 1024, max_in_flight: int = 4096
+) -> Litestar:
     async def start() -> None:
         await gateway.publisher.start()
         gateway.waiter.start()
@@ -58,7 +61,7 @@ def create_app(gateway: Gateway, *, max_body_bytes: int = 64 * 1024) -> Litestar
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],
         on_shutdown=[stop],
-        middleware=[correlation_middleware],
+        middleware=[shed_load_middleware(max_in_flight), correlation_middleware],
         request_max_body_size=max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Butterfly",

@@ -9,11 +9,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import structlog
 from litestar import Request
-from litestar.enums import ScopeType
 from litestar.params import HeaderParameter
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -25,7 +22,6 @@ from schemas.registration import Command
 from schemas.registry import wrap
 from schemas.topics import Topics, registration_key
 
-CORRELATION_HEADER = "X-Correlation-ID"
 IdempotencyKey = Annotated[
     str | None,
     HeaderParameter(
@@ -82,35 +78,6 @@ def correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
     if isinstance(value, uuid.UUID):
         return value
     return uuid.uuid4()
-
-
-def correlation_middleware(app: ASGIApp) -> ASGIApp:
-    """Takes the caller's X-Correlation-ID (or makes one), binds it to every log line of the
-    request, and sends it back on the response."""
-
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != ScopeType.HTTP:
-            await app(scope, receive, send)
-            return
-        raw = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"")
-        try:
-            value = uuid.UUID(raw.decode("latin-1"))
-        except ValueError:
-            value = uuid.uuid4()
-        scope.setdefault("state", {})["correlation_id"] = value
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(correlation_id=str(value))
-
-        async def send_with_header(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((CORRELATION_HEADER.lower().encode(), str(value).encode()))
-                message["headers"] = headers
-            await send(message)
-
-        await app(scope, receive, send_with_header)
-
-    return middleware
 
 
 def respond_async(request: Request[Any, Any, Any]) -> bool:

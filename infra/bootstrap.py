@@ -58,7 +58,11 @@ def build_gateway_app(settings: Settings) -> Litestar:
         admin_token=settings.admin_token,
         decision_wait_seconds=settings.decision_wait_seconds,
     )
-    return create_app(gateway, max_body_bytes=settings.http.max_body_bytes)
+    return create_app(
+        gateway,
+        max_body_bytes=settings.http.max_body_bytes,
+        max_in_flight=settings.max_in_flight,
+    )
 
 
 @dataclass
@@ -95,6 +99,7 @@ def build_decider(
     engine = make_engine(settings.db.write_url, pool_size=4)
     producer = make_producer(settings.kafka_bootstrap_servers)
     relay = OutboxRelay(engine, write_tables.outbox, producer)
+    decider = RegistrationDecider(topics, engine, producer)
 
     async def flush_outbox(_: object) -> None:
         await relay.drain(grace=timedelta(0))
@@ -109,9 +114,10 @@ def build_decider(
         ),
         engine=engine,
         positions=write_tables.consumer_positions,
-        handler=(wrap_handler or _same)(RegistrationDecider(topics, engine, producer)),
+        handler=(wrap_handler or _same)(decider),
         producer=producer,
         on_assigned=flush_outbox,
+        on_idle=decider.idle,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 

@@ -161,6 +161,7 @@ class ExactlyOnceConsumer:
         handler: BatchHandler,
         producer: AIOKafkaProducer,
         on_assigned: Callable[[set[TopicPartition]], Awaitable[None]] | None = None,
+        on_idle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self._engine = engine
@@ -168,6 +169,7 @@ class ExactlyOnceConsumer:
         self._handler = handler
         self._producer = producer
         self._on_assigned = on_assigned
+        self._on_idle = on_idle
         self._epochs: dict[TopicPartition, int] = {}
         self._fatal: BaseException | None = None
         self._stopping = asyncio.Event()
@@ -255,8 +257,12 @@ class ExactlyOnceConsumer:
                 for tp, records in batches.items():
                     if records:
                         await self._process(tp, records)
+                if not batches and self._on_idle is not None:
+                    await self._on_idle()
             if self._fatal is not None:
                 raise self._fatal
+            if self._on_idle is not None:
+                await self._on_idle()
         finally:
             await self._consumer.stop()
             self._log.info("consumer_stopped")

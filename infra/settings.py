@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     )
     embedded_kafka_port: int = 19092
     decision_wait_seconds: float = 5.0
+    max_in_flight: int = 4096
+    """Requests a gateway process serves at once; past that it answers 503 at once."""
     log_level: str = "INFO"
     run_dir: str = ".run"
 

@@ -31,10 +31,16 @@ class RegistrationDecider:
         self._topics = topics
         self._engine = engine
         self._producer = producer
+        self._unmarked: list[str] = []
+        """Published event ids not yet marked so in the outbox: marked by the next batch's
+        transaction, or by `idle()`, rather than by a transaction of their own."""
 
     async def handle(
         self, conn: AsyncConnection, tp: TopicPartition, records: Sequence[Record]
     ) -> HandledBatch:
+        if self._unmarked:
+            await outbox.mark_published(conn, t.outbox, self._unmarked)
+            self._unmarked = []
         dead_letters: list[DeadLetter] = []
         commands: list[Incoming] = []
         for record in records:
@@ -118,8 +124,14 @@ class RegistrationDecider:
 
     async def _publish(self, staged: list[tuple[str, OutgoingRecord]]) -> None:
         await publish_all(self._producer, (record for _, record in staged))
-        async with self._engine.begin() as conn:
-            await outbox.mark_published(conn, t.outbox, [event_id for event_id, _ in staged])
+        self._unmarked.extend(event_id for event_id, _ in staged)
+
+    async def idle(self) -> None:
+        """Nothing came in: mark what was published since the last batch."""
+        if self._unmarked:
+            unmarked, self._unmarked = self._unmarked, []
+            async with self._engine.begin() as conn:
+                await outbox.mark_published(conn, t.outbox, unmarked)
 
 
 class Incoming(NamedTuple):
