@@ -13,8 +13,15 @@ def configure_logging(role: str, level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+    def add_role(
+        logger: object, method: str, event: structlog.typing.EventDict
+    ) -> structlog.typing.EventDict:
+        event.setdefault("role", role)
+        return event
+
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_role,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.StackInfoRenderer(),
@@ -28,7 +35,6 @@ def configure_logging(role: str, level: str = "INFO") -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    structlog.contextvars.bind_contextvars(role=role)
     logging.getLogger("asyncmy").setLevel(logging.ERROR)
     logging.basicConfig(
         level=max(numeric, logging.WARNING),

@@ -43,4 +43,4 @@ class CommandPublisher:
             },
             correlation_id=str(envelope.correlation_id),
         )
-        log.debug("command_published", type=envelope.type, command_id=str(envelope.message_id))
+        log.info("command_published", type=envelope.type, command_id=str(envelope.message_id))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,14 @@ class Envelope(BaseModel):
             (HEADER_CORRELATION_ID, str(self.correlation_id).encode()),
             (HEADER_SCHEMA_VERSION, str(self.schema_version).encode()),
         ]
+
+
+def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None:
+    """A Kafka header as text, so tools (and logs) can route without decoding the body."""
+    for key, value in headers or ():
+        if key == name:
+            return value.decode(errors="replace")
+    return None
 
 
 class UndecodableMessage(ValueError):

@@ -18,7 +18,13 @@ from consumers.registration.decider import decide
 from infra.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
-from schemas.envelope import Envelope, UndecodableMessage, decode_envelope
+from schemas.envelope import (
+    HEADER_CORRELATION_ID,
+    Envelope,
+    UndecodableMessage,
+    decode_envelope,
+    header,
+)
 from schemas.registration import Command
 from schemas.registry import event_id, payload_of, wrap
 from schemas.topics import Topics, registration_key
@@ -75,14 +81,14 @@ class RegistrationDecider:
                         actor=envelope.actor,
                     )
                 )
-            structlog.contextvars.bind_contextvars(correlation_id=str(envelope.correlation_id))
-            log.debug(
+            log.info(
                 "command_decided",
+                correlation_id=header(record.headers, HEADER_CORRELATION_ID)
+                or str(envelope.correlation_id),
                 command=envelope.type,
                 command_id=str(envelope.message_id),
                 events=[e.message_type for e in events],
             )
-        structlog.contextvars.unbind_contextvars("correlation_id")
 
         await book.save(conn)
         if fresh:

@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.exactly_once import DeadLetter, HandledBatch, Record
 from projections.website import tables as t
-from schemas.envelope import Envelope, UndecodableMessage, decode_envelope
+from schemas.envelope import (
+    HEADER_CORRELATION_ID,
+    Envelope,
+    UndecodableMessage,
+    decode_envelope,
+    header,
+)
 from schemas.registration import (
     AttendeeRegistered,
     CancellationRejected,
@@ -67,6 +73,14 @@ class WebsiteProjector:
                 decoded.append((envelope, payload_of(envelope)))
             except UndecodableMessage as exc:
                 dead_letters.append(DeadLetter(record, exc))
+                continue
+            log.info(
+                "message_projected",
+                correlation_id=header(record.headers, HEADER_CORRELATION_ID)
+                or str(envelope.correlation_id),
+                type=envelope.type,
+                message_id=str(envelope.message_id),
+            )
 
         event_ids = {str(env.message_id) for env, msg in decoded if isinstance(msg, Event)}
         seen: set[str] = set()
