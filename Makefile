@@ -32,7 +32,7 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy schemas producers consumers projections gateway infra
 
-bench: $(STAMP) ## registration rush against a running stack (start `make run` first)
+bench: $(STAMP) ## registration rush: the stack at BENCH_URL if it answers, else one of its own
 	$(PY) tests/perf/bench_rush.py
 
 clean: ## remove the venv and the run folder (local databases, broker logs)

@@ -114,11 +114,10 @@ class RegistrationController(Controller):
                 status_code=HTTP_202_ACCEPTED,
                 headers={"Location": registration_location(registration_id)},
             )
-        known = await gateway.reads.registration(registration_id)
-        assert known is not None
+        current = outcome.registration[0] if outcome.registration else view
         if not outcome.accepted:
-            raise _not_cancellable(known[0])
-        return Response(known[0], status_code=HTTP_200_OK)
+            raise _not_cancellable(current)
+        return Response(current, status_code=HTTP_200_OK)
 
     @get(
         "/api/v1/admin/conventions/{convention_id:uuid}/registrations",
