@@ -9,6 +9,11 @@ removes it afterwards. Phases:
 - rebuild: the website projection replayed from the topics into throwaway databases;
 - memory: the peak resident memory (VmHWM) of every process of the stack.
 
+The load (the rush's and the steady phase's POSTs) goes through `rawhttp`, a bare asyncio
+HTTP/1.1 client: on a small machine the load generator shares the CPU with the stack, and httpx
+costs ten times its CPU per request. `--client httpx` sends the load through httpx instead; the
+few admin calls always use httpx. Each phase prints the CPU its client processes used.
+
 Figures only: nothing here fails on timing. Consistency checks print MISMATCH.
 """
 
@@ -34,7 +39,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -45,7 +50,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import httpx
 import psutil
 
+# Run as a script, only tests/perf is on sys.path: the repository root makes tests.perf importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
 from schemas.topics import Topics
+from tests.perf import rawhttp
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
@@ -65,10 +74,11 @@ STEADY_CONNECTIONS = 1024
 KEEPALIVE_EXPIRY = 2.0
 """Below uvicorn's 5 s keep-alive, so a client does not reuse a connection the server is closing."""
 CONNECTIONS_PER_CLIENT = 16
-"""httpcore's pool scans every connection for every queued request: one pool of 256
-connections costs the client more CPU than the gateway spends. So the rush gives each lane a
-client of its own (one connection) and the steady phase spreads requests over clients with
-pools this size."""
+"""With `--client httpx`: httpcore's pool scans every connection for every queued request:
+one pool of 256 connections costs the client more CPU than the gateway spends. So the rush gives
+each lane a client of its own (one connection) and the steady phase spreads requests over
+clients with pools this size. The raw client needs none of this: a connection per lane in the
+rush, one pool of all the connections in the steady phase."""
 START_MARGIN = 0.1
 POLL_INTERVAL = 0.05
 HEALTH_INTERVAL = 0.2
@@ -78,7 +88,14 @@ SETTLE_TIMEOUT = 60.0
 REBUILD_TIMEOUT = 120.0
 LISTING_PAGE = 500
 
+CLIENTS = ("raw", "httpx")
+
 T = TypeVar("T")
+
+Post = Callable[[str, bytes, Mapping[str, str]], Awaitable[tuple[int, Mapping[str, str], bytes]]]
+"""Sends a POST of a JSON body with extra headers to a path; returns (status, headers, body),
+the headers looked up by lower-case name."""
+LOAD_ERRORS = (httpx.HTTPError, rawhttp.HTTPError)
 
 
 class BenchError(RuntimeError):
@@ -116,6 +133,18 @@ class ClientJob:
     connections: int
     rate: float
     """Requests per second of the whole run (open loop); 0 means closed loop."""
+    client: str
+    """Which HTTP client sends the load: one of CLIENTS."""
+
+
+@dataclass(frozen=True)
+class ClientRun:
+    answers: list[Answer]
+    cpu: float
+    """CPU seconds (user + system) the client processes used from the go to their last answer."""
+    busy: float
+    """CPU seconds the whole machine used (all cores, every process) over the same time."""
+    wall: float
 
 
 @dataclass
@@ -196,60 +225,101 @@ async def eventually(
     return value
 
 
-# Client processes: each runs its share of the shots on its own event loop and httpx pool.
+# Client processes: each runs its share of the shots on its own event loop and connections.
 
 
 def client_process(
-    job: ClientJob, ready: Queue[int], go: Queue[float], results: Queue[list[Answer]]
+    job: ClientJob, ready: Queue[int], go: Queue[float], results: Queue[tuple[list[Answer], float]]
 ) -> None:
     results.put(asyncio.run(_client(job, ready, go)))
 
 
-async def _client(job: ClientJob, ready: Queue[int], go: Queue[float]) -> list[Answer]:
-    per_client = 1 if job.rate <= 0 else CONNECTIONS_PER_CLIENT
-    tls = ssl.create_default_context()
+async def _client(
+    job: ClientJob, ready: Queue[int], go: Queue[float]
+) -> tuple[list[Answer], float]:
+    """The answers to the job's shots, and the CPU seconds this process spent on them."""
     async with contextlib.AsyncExitStack() as stack:
-        clients = [
-            await stack.enter_async_context(
-                httpx.AsyncClient(
-                    base_url=job.base_url,
-                    limits=httpx.Limits(
-                        max_connections=per_client,
-                        max_keepalive_connections=per_client,
-                        keepalive_expiry=KEEPALIVE_EXPIRY,
-                    ),
-                    timeout=httpx.Timeout(CLIENT_TIMEOUT),
-                    verify=tls,
-                )
-            )
-            for _ in range(max(1, math.ceil(job.connections / per_client)))
-        ]
+        if job.client == "httpx":
+            posts = await _httpx_posts(job, stack)
+        else:
+            posts = await _raw_posts(job, stack)
         ready.put(os.getpid())
         t0 = await asyncio.to_thread(go.get)
+        cpu = time.process_time()
         delay = t0 - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
         if job.rate > 0:
-            return await _open_loop(clients, job, t0)
-        return await _closed_loop(clients, job)
+            answers = await _open_loop(posts, job, t0)
+        else:
+            answers = await _closed_loop(posts, job)
+        return answers, time.process_time() - cpu
 
 
-async def _closed_loop(clients: Sequence[httpx.AsyncClient], job: ClientJob) -> list[Answer]:
+async def _raw_posts(job: ClientJob, stack: contextlib.AsyncExitStack) -> list[Post]:
+    """A connection per lane (closed loop), or one pool of all the connections (open loop)."""
+    lanes = max(1, job.connections)
+    timeout, expiry = CLIENT_TIMEOUT, KEEPALIVE_EXPIRY
+    if job.rate > 0:
+        pool = rawhttp.Pool(job.base_url, lanes, timeout=timeout, keepalive_expiry=expiry)
+        return [(await stack.enter_async_context(pool)).post]
+    return [
+        (
+            await stack.enter_async_context(
+                rawhttp.Connection(job.base_url, timeout=timeout, keepalive_expiry=expiry)
+            )
+        ).post
+        for _ in range(lanes)
+    ]
+
+
+async def _httpx_posts(job: ClientJob, stack: contextlib.AsyncExitStack) -> list[Post]:
+    per_client = 1 if job.rate <= 0 else CONNECTIONS_PER_CLIENT
+    tls = ssl.create_default_context()
+    clients = [
+        await stack.enter_async_context(
+            httpx.AsyncClient(
+                base_url=job.base_url,
+                limits=httpx.Limits(
+                    max_connections=per_client,
+                    max_keepalive_connections=per_client,
+                    keepalive_expiry=KEEPALIVE_EXPIRY,
+                ),
+                timeout=httpx.Timeout(CLIENT_TIMEOUT),
+                verify=tls,
+            )
+        )
+        for _ in range(max(1, math.ceil(job.connections / per_client)))
+    ]
+    return [_httpx_post(client) for client in clients]
+
+
+def _httpx_post(client: httpx.AsyncClient) -> Post:
+    async def post(
+        path: str, body: bytes, headers: Mapping[str, str]
+    ) -> tuple[int, Mapping[str, str], bytes]:
+        response = await client.post(
+            path, content=body, headers={"Content-Type": "application/json", **headers}
+        )
+        return response.status_code, response.headers, response.content
+
+    return post
+
+
+async def _closed_loop(posts: Sequence[Post], job: ClientJob) -> list[Answer]:
     """One lane per connection; a lane sends its next shot once the last one is answered."""
     shots = iter(job.shots)
     answers: list[Answer] = []
 
-    async def lane(client: httpx.AsyncClient) -> None:
+    async def lane(post: Post) -> None:
         for shot in shots:
-            answers.append(await _register(client, job.path, shot, None))
+            answers.append(await _register(post, job.path, shot, None))
 
-    await asyncio.gather(*(lane(client) for client in clients))
+    await asyncio.gather(*(lane(post) for post in posts))
     return answers
 
 
-async def _open_loop(
-    clients: Sequence[httpx.AsyncClient], job: ClientJob, t0: float
-) -> list[Answer]:
+async def _open_loop(posts: Sequence[Post], job: ClientJob, t0: float) -> list[Answer]:
     """Each shot goes at its slot of a fixed timetable, however slow the answers are."""
     tasks = []
     for n, shot in enumerate(job.shots):
@@ -257,19 +327,22 @@ async def _open_loop(
         delay = scheduled - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        client = clients[n % len(clients)]
-        tasks.append(asyncio.create_task(_register(client, job.path, shot, scheduled)))
+        post = posts[n % len(posts)]
+        tasks.append(asyncio.create_task(_register(post, job.path, shot, scheduled)))
     return list(await asyncio.gather(*tasks))
 
 
-async def _register(
-    client: httpx.AsyncClient, path: str, shot: Shot, scheduled: float | None
-) -> Answer:
-    body = {"email": shot.email, "name": shot.name, "badge_type": BADGE}
+async def _register(post: Post, path: str, shot: Shot, scheduled: float | None) -> Answer:
+    body = json.dumps(
+        {"email": shot.email, "name": shot.name, "badge_type": BADGE},
+        ensure_ascii=False,
+        separators=(",", ":"),
+        allow_nan=False,
+    ).encode()
     sent = time.perf_counter()
     try:
-        response = await client.post(path, json=body, headers={"Idempotency-Key": shot.key})
-    except httpx.HTTPError as exc:
+        status, headers, content = await post(path, body, {"Idempotency-Key": shot.key})
+    except LOAD_ERRORS as exc:
         return Answer(
             shot.index,
             0,
@@ -280,20 +353,28 @@ async def _register(
             f"{type(exc).__name__}: {exc}"[:200],
         )
     answered = time.perf_counter()
-    location = response.headers.get("location", "")
+    location = headers.get("location", "")
     registration_id = location.removeprefix(REGISTRATION_PREFIX) if location else ""
+    text = content.decode("utf-8", "replace")
     detail = ""
-    if response.status_code == 409:
-        detail = str(response.json().get("reason") or "")
-    elif response.status_code not in (201, 202):
-        detail = response.text[:200]
-    return Answer(
-        shot.index, response.status_code, scheduled or sent, sent, answered, registration_id, detail
-    )
+    if status == 409:
+        try:
+            detail = str(json.loads(content).get("reason") or "")
+        except (ValueError, AttributeError):
+            detail = text[:200]
+    elif status not in (201, 202):
+        detail = text[:200]
+    return Answer(shot.index, status, scheduled or sent, sent, answered, registration_id, detail)
 
 
 def split(
-    base_url: str, path: str, shots: Sequence[Shot], processes: int, connections: int, rate: float
+    base_url: str,
+    path: str,
+    shots: Sequence[Shot],
+    processes: int,
+    connections: int,
+    rate: float,
+    client: str,
 ) -> list[ClientJob]:
     """Interleaved shares of the shots, so every process keeps the overall order."""
     return [
@@ -303,17 +384,25 @@ def split(
             tuple(shots[w::processes]),
             connections // processes + (1 if w < connections % processes else 0),
             rate,
+            client,
         )
         for w in range(processes)
     ]
 
 
-def run_clients(jobs: Sequence[ClientJob], abort: threading.Event) -> list[Answer]:
+def busy_cpu() -> float:
+    """CPU seconds the machine has spent other than idle, over all cores, since boot."""
+    times = psutil.cpu_times()
+    fields = ("user", "nice", "system", "irq", "softirq")
+    return float(sum(getattr(times, field, 0.0) for field in fields))
+
+
+def run_clients(jobs: Sequence[ClientJob], abort: threading.Event) -> ClientRun:
     """Start one process per job, let them go together, and gather every answer."""
     ctx = multiprocessing.get_context("spawn")
     ready: Queue[int] = ctx.Queue()
     go: Queue[float] = ctx.Queue()
-    results: Queue[list[Answer]] = ctx.Queue()
+    results: Queue[tuple[list[Answer], float]] = ctx.Queue()
     processes = [
         ctx.Process(target=client_process, args=(job, ready, go, results), daemon=True)
         for job in jobs
@@ -323,16 +412,21 @@ def run_clients(jobs: Sequence[ClientJob], abort: threading.Event) -> list[Answe
     try:
         for _ in processes:
             _take(ready, processes, abort)
+        busy = busy_cpu()
         t0 = time.perf_counter() + START_MARGIN
         for _ in processes:
             go.put(t0)
         answers: list[Answer] = []
+        cpu = 0.0
         for _ in processes:
-            share: list[Answer] = _take(results, processes, abort)
+            share, spent = _take(results, processes, abort)
             answers.extend(share)
+            cpu += spent
+        wall = time.perf_counter() - t0
+        busy = busy_cpu() - busy
         for process in processes:
             process.join()
-        return answers
+        return ClientRun(answers, cpu, busy, wall)
     finally:
         for process in processes:
             if process.is_alive():
@@ -680,8 +774,9 @@ async def rush_phase(
     )
     convention_id = await create_open_convention(admin, f"Rush {tag}", args.quota)
     path = f"/api/v1/conventions/{convention_id}/registrations"
-    jobs = split(stack.base_url, path, shots, args.clients, args.concurrency, 0)
-    answers = await asyncio.to_thread(run_clients, jobs, abort)
+    jobs = split(stack.base_url, path, shots, args.clients, args.concurrency, 0, args.client)
+    run = await asyncio.to_thread(run_clients, jobs, abort)
+    answers = run.answers
     first_sent = min(a.sent for a in answers)
     last_answer = max(a.answered for a in answers)
     settled_at = await settle(admin, convention_id, answers)
@@ -715,6 +810,7 @@ async def rush_phase(
     )
     for text, count in other.most_common(5):
         line("  other", f"{count} x {text}")
+    client_cpu(run, args.client)
     await rush_checks(admin, convention_id, args.quota, expected_sold, shots, answers, rows)
 
 
@@ -741,6 +837,20 @@ async def settle(
 
     return await eventually(
         probe, lambda t: t is not None, within=SETTLE_TIMEOUT, what="every registration decided"
+    )
+
+
+def client_cpu(run: ClientRun, client: str) -> None:
+    """What the load generator cost: it shares the machine with the stack it measures."""
+    if not run.answers or run.wall <= 0:
+        return
+    cores = os.cpu_count() or 1
+    line(
+        "client CPU",
+        f"{client}: {run.cpu:.2f} s = {run.cpu / len(run.answers) * 1000:.2f} ms/request, "
+        f"{run.cpu / run.wall:.0%} of a core; {run.cpu / max(run.busy, 1e-9):.0%} of the "
+        f"{run.busy:.1f} CPU s the machine used ({run.busy / (cores * run.wall):.0%} of "
+        f"{cores} cores for {run.wall:.1f} s)",
     )
 
 
@@ -825,8 +935,11 @@ async def steady_phase(
         for i in range(total)
     ]
     path = f"/api/v1/conventions/{convention_id}/registrations"
-    jobs = split(stack.base_url, path, shots, args.clients, STEADY_CONNECTIONS, args.rate)
-    answers = await asyncio.to_thread(run_clients, jobs, abort)
+    jobs = split(
+        stack.base_url, path, shots, args.clients, STEADY_CONNECTIONS, args.rate, args.client
+    )
+    run = await asyncio.to_thread(run_clients, jobs, abort)
+    answers = run.answers
     t0 = min(a.scheduled for a in answers)
     last_sent = max(a.sent for a in answers)
     last_answer = max(a.answered for a in answers)
@@ -851,6 +964,7 @@ async def steady_phase(
         f"{a.status} {a.detail}" for a in answers if a.status != 201
     ).most_common(5):
         line("  not 201", f"{count} x {text}")
+    client_cpu(run, args.client)
     await settle(admin, convention_id, answers)
     sold = (await badge(admin, convention_id))["sold"]
     unanswered = report_unanswered(answers, shots, sold)
@@ -1151,6 +1265,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("-d", "--duration", type=float, default=10.0, help="steady duration, s (D)")
     parser.add_argument("--clients", type=int, default=1, help="client processes")
     parser.add_argument(
+        "--client",
+        choices=CLIENTS,
+        default=CLIENTS[0],
+        help="the HTTP client sending the load: the bare asyncio one (raw, default) or httpx",
+    )
+    parser.add_argument(
         "--repeat-share",
         type=float,
         default=0.05,
@@ -1186,7 +1306,7 @@ def main() -> int:
         "parameters",
         f"N={args.requests} requests, C={args.concurrency} concurrent, "
         f"Q={args.quota} seats, R={args.rate:g} req/s for D={args.duration:g} s, "
-        f"{args.clients} client process(es)",
+        f"{args.clients} {args.client} client process(es)",
     )
     abort = threading.Event()
     stack = find_stack(args.url.rstrip("/"))
