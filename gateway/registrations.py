@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from gateway.conventions import admin_guard, not_found
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_response
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
 from schemas.registration import CancelRegistration, RegisterAttendee
 
@@ -58,7 +58,7 @@ class RegistrationController(Controller):
         outcome = await gateway.await_outcome(request, registration_id)
         if outcome is None or outcome.registration is None:
             return _pending(registration_id)
-        return _answer(outcome.registration, fingerprint)
+        return _answer(request, outcome.registration, fingerprint)
 
     @get("/api/v1/registrations/{registration_id:uuid}", operation_id="getRegistration")
     async def get_registration(
@@ -150,7 +150,11 @@ class RegistrationController(Controller):
         return RegistrationPage(items=items, next=next_cursor)
 
 
-def _answer(known: tuple[RegistrationView, str], fingerprint: str) -> Response[Any]:
+def _answer(
+    request: Request[Any, Any, Any], known: tuple[RegistrationView, str], fingerprint: str
+) -> Response[Any]:
+    """The decision as the client sees it. A rejection is answered, not raised: in a rush
+    most answers are rejections, and the exception path costs the gateway dearly."""
     view, stored_fingerprint = known
     if stored_fingerprint != fingerprint:
         raise key_reused()
@@ -158,7 +162,8 @@ def _answer(known: tuple[RegistrationView, str], fingerprint: str) -> Response[A
     if view.status == "pending":
         return _pending(view.registration_id)
     if view.status == "rejected":
-        raise Problem(
+        return problem_response(
+            request,
             409,
             "registration-rejected",
             "Registration rejected",
