@@ -13,6 +13,7 @@ def configure_logging(role: str, level: str = "INFO") -> None:
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
+
     def add_role(
         logger: object, method: str, event: structlog.typing.EventDict
     ) -> structlog.typing.EventDict:

@@ -57,6 +57,11 @@ def header(headers: Sequence[tuple[str, bytes]] | None, name: str) -> str | None
     return None
 
 
+def correlation_of(headers: Sequence[tuple[str, bytes]] | None, envelope: Envelope) -> str:
+    """The correlation id a record travels with: its header, else its envelope's."""
+    return header(headers, HEADER_CORRELATION_ID) or str(envelope.correlation_id)
+
+
 class UndecodableMessage(ValueError):
     """A record that is not a valid envelope: it belongs in the dead-letter topic."""
 

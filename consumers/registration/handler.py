@@ -19,11 +19,10 @@ from infra.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.envelope import (
-    HEADER_CORRELATION_ID,
     Envelope,
     UndecodableMessage,
+    correlation_of,
     decode_envelope,
-    header,
 )
 from schemas.registration import Command
 from schemas.registry import event_id, payload_of, wrap
@@ -83,8 +82,7 @@ class RegistrationDecider:
                 )
             log.info(
                 "command_decided",
-                correlation_id=header(record.headers, HEADER_CORRELATION_ID)
-                or str(envelope.correlation_id),
+                correlation_id=correlation_of(record.headers, envelope),
                 command=envelope.type,
                 command_id=str(envelope.message_id),
                 events=[e.message_type for e in events],

@@ -18,11 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from infra.exactly_once import DeadLetter, HandledBatch, Record
 from projections.website import tables as t
 from schemas.envelope import (
-    HEADER_CORRELATION_ID,
     Envelope,
     UndecodableMessage,
+    correlation_of,
     decode_envelope,
-    header,
 )
 from schemas.registration import (
     AttendeeRegistered,
@@ -76,8 +75,7 @@ class WebsiteProjector:
                 continue
             log.info(
                 "message_projected",
-                correlation_id=header(record.headers, HEADER_CORRELATION_ID)
-                or str(envelope.correlation_id),
+                correlation_id=correlation_of(record.headers, envelope),
                 type=envelope.type,
                 message_id=str(envelope.message_id),
             )

@@ -209,28 +209,24 @@ async def test_idempotency_async_answers_and_cancellation(stack: Stack) -> None:
 
 
 async def test_convention_life_cycle_and_listing(stack: Stack) -> None:
+    draft = {
+        "name": "Draft Con",
+        "starts_on": "2027-07-01",
+        "ends_on": "2027-07-01",
+        "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
+    }
     async with stack.client() as client:
         created = await client.post(
             "/api/v1/admin/conventions",
             headers={**stack.admin, "Idempotency-Key": "draft-con"},
-            json={
-                "name": "Draft Con",
-                "starts_on": "2027-07-01",
-                "ends_on": "2027-07-01",
-                "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
-            },
+            json=draft,
         )
         assert created.status_code == 201
         convention_id = created.json()["convention_id"]
         repeat = await client.post(
             "/api/v1/admin/conventions",
             headers={**stack.admin, "Idempotency-Key": "draft-con"},
-            json={
-                "name": "Draft Con",
-                "starts_on": "2027-07-01",
-                "ends_on": "2027-07-01",
-                "badge_types": [{"code": "DAY", "name": "Day pass", "price_cents": 0, "quota": 5}],
-            },
+            json=draft,
         )
         assert repeat.status_code == 201
         assert repeat.json()["convention_id"] == convention_id
