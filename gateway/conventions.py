@@ -16,6 +16,7 @@ from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, re
 from gateway.problems import Problem
 from gateway.views import Accepted, ConventionPage, ConventionView, NewConvention
 from schemas.registration import (
+    BadgeTypeSpec,
     CloseConvention,
     CreateConvention,
     OpenConvention,
@@ -127,7 +128,7 @@ class AdminConventionController(Controller):
             name=data.name,
             starts_on=data.starts_on,
             ends_on=data.ends_on,
-            badge_types=tuple(data.badge_types),
+            badge_types=tuple(BadgeTypeSpec(**b.model_dump()) for b in data.badge_types),
             request_hash=fingerprint,
         )
         await gateway.send(request, command, convention_id, ADMIN)

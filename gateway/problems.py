@@ -11,6 +11,7 @@ from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, NotFoundException, ValidationException
 from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
 from sqlalchemy.exc import DBAPIError
@@ -78,10 +79,15 @@ def _on_problem(request: Request[Any, Any, Any], exc: Problem) -> Response[dict[
 def _on_validation(
     request: Request[Any, Any, Any], exc: ValidationException
 ) -> Response[dict[str, Any]]:
+    """A body that is missing or not JSON is a 400; a JSON body whose fields are wrong is a
+    422 naming each field (Litestar gives those errors no `source`); bad query, path or
+    header parameters are a 400."""
     errors = []
+    sources = set()
     if isinstance(exc.extra, list):
         for item in exc.extra:
             if isinstance(item, dict):
+                sources.add(item.get("source"))
                 errors.append(
                     {
                         "field": str(item.get("key") or item.get("source") or "body"),
@@ -99,7 +105,7 @@ def _on_validation(
         )
     return problem_response(
         request,
-        HTTP_400_BAD_REQUEST,
+        HTTP_422_UNPROCESSABLE_ENTITY if sources == {None} else HTTP_400_BAD_REQUEST,
         "validation-error",
         "Invalid request",
         detail,

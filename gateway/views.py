@@ -2,34 +2,23 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from datetime import date, datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from schemas.identity import check_text, email_identity
 from schemas.registration import BadgeTypeSpec
-
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _email(value: str) -> str:
-    value = value.strip()
-    if not _EMAIL.match(value):
-        raise ValueError("not an e-mail address")
-    return value
-
-
-def _text(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("must not be blank")
-    return value
+    """The address as the validator normalises it (the identity key is derived from it)."""
+    return email_identity(value).address
 
 
 Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
-Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_text)]
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_text)]
 
 
 class Body(BaseModel):
@@ -40,7 +29,7 @@ class NewConvention(Body):
     name: Text
     starts_on: date
     ends_on: date
-    badge_types: list[BadgeTypeSpec] = Field(min_length=1, max_length=50)
+    badge_types: list[NewBadgeType] = Field(min_length=1, max_length=50)
 
     @model_validator(mode="after")
     def _consistent(self) -> NewConvention:
@@ -56,6 +45,10 @@ class NewRegistration(Body):
     email: Email
     name: Text
     badge_type: str = Field(min_length=1, max_length=40)
+
+
+class NewBadgeType(BadgeTypeSpec):
+    name: Text
 
 
 class BadgeTypeView(BaseModel):

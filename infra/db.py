@@ -12,6 +12,7 @@ from sqlalchemy import (
     Table,
     text,
 )
+from sqlalchemy.dialects.mysql import DATETIME
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -29,7 +30,8 @@ def make_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
 
 
 def consumer_positions_table(metadata: MetaData) -> Table:
-    """Where a consumer group stands in each partition, and the epoch that fences zombies."""
+    """Where a consumer group stands in each partition, the epoch that fences zombies, when
+    the partition last moved and how many of its records were dead-lettered."""
     return Table(
         "consumer_positions",
         metadata,
@@ -38,5 +40,19 @@ def consumer_positions_table(metadata: MetaData) -> Table:
         Column("partition_no", Integer, nullable=False),
         Column("next_offset", BigInteger, nullable=False, server_default=text("0")),
         Column("epoch", BigInteger, nullable=False, server_default=text("0")),
+        Column("progress_at", DATETIME(fsp=6), nullable=True),
+        Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
         PrimaryKeyConstraint("group_name", "topic", "partition_no"),
+    )
+
+
+def add_consumer_progress_columns() -> None:
+    """Migration step shared by the three databases: when each partition last moved, and how
+    many of its records went to the dead-letter topic."""
+    from alembic import op
+
+    op.add_column("consumer_positions", Column("progress_at", DATETIME(fsp=6), nullable=True))
+    op.add_column(
+        "consumer_positions",
+        Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
     )

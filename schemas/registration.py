@@ -9,9 +9,22 @@ from __future__ import annotations
 import uuid
 from datetime import date
 from enum import StrEnum
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from schemas.identity import check_text, email_identity
+
+
+def _valid_email(value: str) -> str:
+    email_identity(value)
+    return value
+
+
+Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_valid_email)]
+"""An address whose identity key can be derived: a command's e-mail is checked on decoding,
+so an address the gateway would refuse never reaches a decision."""
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_text)]
 
 
 class Message(BaseModel):
@@ -39,6 +52,7 @@ class RejectionReason(StrEnum):
     NOT_CANCELLABLE = "not_cancellable"
     UNKNOWN_CONVENTION = "unknown_convention"
     INVALID_TRANSITION = "invalid_transition"
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
 class BadgeTypeSpec(BaseModel):
@@ -52,11 +66,20 @@ class BadgeTypeSpec(BaseModel):
 
 class CreateConvention(Command):
     message_type: ClassVar[str] = "CreateConvention"
-    name: str = Field(min_length=1, max_length=200)
+    name: Text
     starts_on: date
     ends_on: date
     badge_types: tuple[BadgeTypeSpec, ...]
     request_hash: str = Field(max_length=64)
+
+    @field_validator("badge_types")
+    @classmethod
+    def _badge_names_are_text(cls, value: tuple[BadgeTypeSpec, ...]) -> tuple[BadgeTypeSpec, ...]:
+        for badge in value:
+            check_text(badge.name)
+        if len({badge.code for badge in value}) != len(value):
+            raise ValueError("badge type codes must be unique")
+        return value
 
 
 class OpenConvention(Command):
@@ -70,8 +93,8 @@ class CloseConvention(Command):
 class RegisterAttendee(Command):
     message_type: ClassVar[str] = "RegisterAttendee"
     registration_id: uuid.UUID
-    email: str = Field(min_length=3, max_length=254)
-    name: str = Field(min_length=1, max_length=200)
+    email: Email
+    name: Text
     badge_type: str = Field(min_length=1, max_length=40)
     request_hash: str = Field(max_length=64)
 
@@ -129,6 +152,16 @@ class RegistrationCancelled(Event):
     badge_type: str
 
 
+class RegistrationRequestRefused(Event):
+    """A second, different request under a registration's idempotency key: the registration
+    stays as it was; only the refused command gets this answer."""
+
+    message_type: ClassVar[str] = "RegistrationRequestRefused"
+    registration_id: uuid.UUID
+    request_hash: str
+    reason: RejectionReason
+
+
 class CancellationRejected(Event):
     message_type: ClassVar[str] = "CancellationRejected"
     registration_id: uuid.UUID
@@ -146,6 +179,7 @@ RegistrationEvent = (
     | AttendeeRegistered
     | RegistrationRejected
     | RegistrationCancelled
+    | RegistrationRequestRefused
     | CancellationRejected
 )
 
@@ -164,5 +198,6 @@ EVENTS: tuple[type[Event], ...] = (
     AttendeeRegistered,
     RegistrationRejected,
     RegistrationCancelled,
+    RegistrationRequestRefused,
     CancellationRejected,
 )

@@ -19,10 +19,10 @@ from consumers.registration.state import (
     Registration,
     RegistrationStatus,
     Situation,
-    email_key,
     evolve_convention,
     evolve_registration,
 )
+from schemas.identity import email_key, identity_hash
 from schemas.registration import (
     CancelRegistration,
     Command,
@@ -93,7 +93,7 @@ class RegistrationBook:
             if isinstance(c, RegisterAttendee | CancelRegistration)
         }
         emails = {
-            (str(c.convention_id), email_key(c.email))
+            (str(c.convention_id), identity_hash(email_key(c.email)))
             for c in commands
             if isinstance(c, RegisterAttendee)
         }
@@ -110,7 +110,7 @@ class RegistrationBook:
         if emails:
             rows = await conn.execute(
                 select(t.registrations).where(
-                    tuple_(t.registrations.c.convention_id, t.registrations.c.email_key).in_(
+                    tuple_(t.registrations.c.convention_id, t.registrations.c.email_hash).in_(
                         emails
                     ),
                     t.registrations.c.status == RegistrationStatus.CONFIRMED.value,
@@ -217,8 +217,9 @@ def _registration_row(r: Registration) -> dict[str, object]:
         "registration_id": str(r.registration_id),
         "convention_id": str(r.convention_id),
         "email_key": r.email_key,
+        "email_hash": identity_hash(r.email_key),
         "badge_type": r.badge_type,
         "status": r.status.value,
         "request_hash": r.request_hash,
-        "active_key": f"{r.convention_id}:{r.email_key}" if r.active else None,
+        "active_key": identity_hash(str(r.convention_id), r.email_key) if r.active else None,
     }

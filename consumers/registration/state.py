@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from schemas.identity import InvalidEmail, email_key
 from schemas.registration import (
     AttendeeRegistered,
     CancellationRejected,
@@ -32,9 +34,15 @@ class RegistrationStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
-def email_key(email: str) -> str:
-    """E-mail addresses compare case-insensitively and without surrounding blanks."""
-    return email.strip().casefold()
+def recorded_email_key(email: str) -> str:
+    """The identity key of the address in a recorded event. Events decided before the one
+    e-mail identity existed may hold an address it refuses: such a registration gets a key
+    that no valid address can have, so it never blocks anyone else."""
+    try:
+        return email_key(email)
+    except InvalidEmail:
+        digest = hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"unnormalisable:{digest}"
 
 
 @dataclass(frozen=True)
@@ -129,7 +137,7 @@ def evolve_registration(registration: Registration | None, event: Event) -> Regi
             return Registration(
                 event.registration_id,
                 event.convention_id,
-                email_key(event.email),
+                recorded_email_key(event.email),
                 event.badge_type,
                 RegistrationStatus.CONFIRMED,
                 event.request_hash,
@@ -138,7 +146,7 @@ def evolve_registration(registration: Registration | None, event: Event) -> Regi
             return Registration(
                 event.registration_id,
                 event.convention_id,
-                email_key(event.email),
+                recorded_email_key(event.email),
                 event.badge_type,
                 RegistrationStatus.REJECTED,
                 event.request_hash,

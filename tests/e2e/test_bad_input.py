@@ -38,33 +38,56 @@ async def convention_id(stack: Stack) -> str:
 
 
 @pytest.mark.parametrize(
-    ("content", "why"),
+    ("content", "status", "why"),
     [
-        (b"{not json", "malformed JSON"),
-        (b"", "empty body"),
-        (b"[]", "not an object"),
-        (b'{"email": 5, "name": "x", "badge_type": "STD"}', "wrong type"),
-        (b'{"email": "a@example.org", "badge_type": "STD"}', "missing name"),
-        (b'{"email": "not-an-email", "name": "x", "badge_type": "STD"}', "bad e-mail"),
-        (b'{"email": "a@example.org", "name": "   ", "badge_type": "STD"}', "blank name"),
+        (b"{not json", 400, "malformed JSON"),
+        (b"", 400, "empty body"),
+        (b"[]", 422, "not an object"),
+        (b'{"email": 5, "name": "x", "badge_type": "STD"}', 422, "wrong type"),
+        (b'{"email": "a@example.org", "badge_type": "STD"}', 422, "missing name"),
+        (b'{"email": "not-an-email", "name": "x", "badge_type": "STD"}', 422, "bad e-mail"),
+        (b'{"email": "a@example.org", "name": "   ", "badge_type": "STD"}', 422, "blank name"),
         (
             b'{"email": "a@example.org", "name": "x", "badge_type": "STD", "admin": true}',
+            422,
             "unknown field",
         ),
         (
             b'{"email": "a@example.org", "name": "' + b"x" * 5000 + b'", "badge_type": "STD"}',
+            422,
             "overlong name",
         ),
         (
             '{"email": "a@example.org", "name": "\u0000\ud83e", "badge_type": "STD"}'.encode(
                 "utf-8", "surrogatepass"
             ),
+            400,
             "invalid unicode",
+        ),
+        (
+            b'{"email": "a@example.org", "name": "x\ud800", "badge_type": "STD"}',
+            400,
+            "lone surrogate",
+        ),
+        (b'{"email": "a@example.org", "name": "evil\u202egnp", "badge_type": "STD"}', 422, "bidi"),
+        (b'{"email": "a@example.org", "name": "a\u0007b", "badge_type": "STD"}', 422, "control"),
+        (b'{"email": "a@example.org", "name": "a\u2028b", "badge_type": "STD"}', 422, "line sep"),
+        (
+            '{"email": "a\uff20b@x.example", "name": "x", "badge_type": "STD"}'.encode(),
+            422,
+            "full-width at sign",
+        ),
+        (
+            (
+                '{"email": "' + "\ufdfa" * 30 + '@x.example", "name": "x", "badge_type": "STD"}'
+            ).encode(),
+            422,
+            "grows past the limit when normalised",
         ),
     ],
 )
 async def test_bad_registration_bodies(
-    stack: Stack, convention_id: str, content: bytes, why: str
+    stack: Stack, convention_id: str, content: bytes, status: int, why: str
 ) -> None:
     async with stack.client() as client:
         answer = await client.post(
@@ -72,7 +95,7 @@ async def test_bad_registration_bodies(
             content=content,
             headers={"content-type": "application/json"},
         )
-    assert_problem(answer, 400)
+    assert_problem(answer, status)
 
 
 async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> None:
@@ -81,7 +104,7 @@ async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> 
             f"/api/v1/conventions/{convention_id}/registrations",
             json={"email": "a@example.org", "badge_type": "STD"},
         )
-    body = assert_problem(answer, 400)
+    body = assert_problem(answer, 422)
     assert any(error["field"] == "name" for error in body["errors"]), body
 
 
@@ -117,6 +140,11 @@ async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> 
             {"badge_types": [{"code": "STD", "name": "S", "price_cents": 1, "quota": 10**12}]},
             "absurd quota",
         ),
+        ({"name": "Con\u202eevil"}, "bidirectional override in the name"),
+        (
+            {"badge_types": [{"code": "STD", "name": "S\u0000", "price_cents": 1, "quota": 1}]},
+            "control character in a badge name",
+        ),
     ],
 )
 async def test_bad_conventions(stack: Stack, change: dict[str, Any], why: str) -> None:
@@ -124,7 +152,7 @@ async def test_bad_conventions(stack: Stack, change: dict[str, Any], why: str) -
         answer = await client.post(
             "/api/v1/admin/conventions", headers=stack.admin, json={**CONVENTION, **change}
         )
-    assert_problem(answer, 400)
+    assert_problem(answer, 422)
 
 
 async def test_a_one_megabyte_body_is_refused(stack: Stack, convention_id: str) -> None:

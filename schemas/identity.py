@@ -1,0 +1,105 @@
+"""The one definition of who an e-mail address is, and what free text may contain.
+
+Every layer (gateway, deciders, projectors, migrations) calls these functions; nothing else
+compares addresses. Key columns store a hash of `email_key`, compared byte for byte, so Python
+and MariaDB can never disagree about which two addresses are the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from dataclasses import dataclass
+
+from email_validator import EmailNotValidError, validate_email
+
+MAX_EMAIL_LENGTH = 254
+MAX_LOCAL_PART_LENGTH = 64
+
+BIDI_CONTROLS = frozenset(
+    "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+)
+"""Embeddings, overrides, isolates and marks: they reorder how text around them is shown."""
+
+
+class InvalidEmail(ValueError):
+    """An address that is not valid, or whose identity is not a valid address itself."""
+
+
+class InvalidText(ValueError):
+    """Free text with characters that have no place in a name or title."""
+
+
+@dataclass(frozen=True)
+class EmailIdentity:
+    address: str
+    """The address as it is shown back: the validator's normalised form (NFC, domain lower)."""
+    key: str
+    """The identity: NFKC then case folding of the local part, the domain in its IDNA form."""
+
+
+def _fold(text: str) -> str:
+    """NFKC, case folding, NFKC again: folding can leave text that NFKC would change."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
+
+
+def email_identity(raw: str) -> EmailIdentity:
+    """Validate an address and derive its identity key; raises `InvalidEmail`."""
+    try:
+        checked = validate_email(raw.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(str(exc)) from exc
+    except UnicodeError as exc:
+        raise InvalidEmail("not valid Unicode text") from exc
+    domain = checked.ascii_domain.lower()
+    local = _fold(checked.local_part)
+    key = f"{local}@{domain}"
+    if len(local) > MAX_LOCAL_PART_LENGTH or len(key) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(
+            f"the address is too long once normalised ({len(key)} characters, at most "
+            f"{MAX_EMAIL_LENGTH}, of which at most {MAX_LOCAL_PART_LENGTH} before the @)"
+        )
+    try:
+        refolded = validate_email(key, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise InvalidEmail(f"the address does not normalise to a valid address: {exc}") from exc
+    if f"{_fold(refolded.local_part)}@{refolded.ascii_domain.lower()}" != key:
+        raise InvalidEmail("the address has no stable normal form")
+    if len(checked.normalized) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"the address is longer than {MAX_EMAIL_LENGTH} characters")
+    return EmailIdentity(address=checked.normalized, key=key)
+
+
+def email_key(raw: str) -> str:
+    """The identity key of an address; raises `InvalidEmail`."""
+    return email_identity(raw).key
+
+
+def identity_hash(*parts: str) -> bytes:
+    """32 bytes naming an identity (e.g. convention id and e-mail key) in key columns."""
+    return hashlib.sha256("\x00".join(parts).encode()).digest()
+
+
+def check_text(value: str) -> str:
+    """Free text (names, titles): trimmed, not blank, and free of control characters, lone
+    surrogates, bidirectional controls and line separators; raises `InvalidText`."""
+    value = value.strip()
+    if not value:
+        raise InvalidText("must not be blank")
+    for position, char in enumerate(value):
+        category = unicodedata.category(char)
+        if category in ("Cc", "Cs", "Zl", "Zp") or char in BIDI_CONTROLS:
+            raise InvalidText(
+                f"character U+{ord(char):04X} at position {position} is not allowed "
+                f"({_describe(category, char)})"
+            )
+    return value
+
+
+def _describe(category: str, char: str) -> str:
+    if char in BIDI_CONTROLS:
+        return "a bidirectional control"
+    return {
+        "Cc": "a control character",
+        "Cs": "a lone surrogate",
+    }.get(category, "a line or paragraph separator")
