@@ -9,14 +9,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from litestar import Request
+from litestar import Request, Response
 from litestar.params import HeaderParameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gateway.problems import Problem
+from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome, ReadModels
 from gateway.waiting import DecisionWaiter
+from infra.pipeline.health import ConsumerWatch
 from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap
@@ -42,6 +43,7 @@ class Gateway:
     read_engine: AsyncEngine
     admin_token: str
     decision_wait_seconds: float
+    watch: ConsumerWatch
 
     async def send(
         self, request: Request[Any, Any, Any], command: Command, command_id: uuid.UUID, actor: str
@@ -98,15 +100,28 @@ def command_id_for(scope: str, idempotency_key: str | None) -> uuid.UUID:
     return uuid.uuid5(IDEMPOTENCY_NAMESPACE, f"{scope}\x00{idempotency_key}")
 
 
+def request_command_id(registration_id: uuid.UUID, fingerprint: str) -> uuid.UUID:
+    """The command id of one request body under an idempotency key: a retry of the same body
+    is the same command, a different body is another command naming the same registration."""
+    return uuid.uuid5(registration_id, fingerprint)
+
+
 def request_hash(body: dict[str, Any]) -> str:
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+KEY_REUSED = (
+    422,
+    "idempotency-key-reused",
+    "Idempotency-Key reused",
+    "This Idempotency-Key was already used with a different request body.",
+)
+
+
 def key_reused() -> Problem:
-    return Problem(
-        422,
-        "idempotency-key-reused",
-        "Idempotency-Key reused",
-        "This Idempotency-Key was already used with a different request body.",
-    )
+    return Problem(*KEY_REUSED, reason="idempotency_key_reused")
+
+
+def key_reused_response(request: Request[Any, Any, Any]) -> Response[Any]:
+    return problem_response(request, *KEY_REUSED, reason="idempotency_key_reused")

@@ -211,6 +211,12 @@ class Outcome:
     def accepted(self) -> bool:
         return self.outcome == "accepted"
 
+    @property
+    def answers_registration(self) -> bool:
+        """Whether the registration shows this command's decision (a refusal of a reused
+        idempotency key leaves the registration as the first request made it)."""
+        return self.reason not in ("idempotency_key_reused", "invalid")
+
 
 def _registration_view(row: Any) -> RegistrationView:
     return RegistrationView(

@@ -10,10 +10,19 @@ from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
 from gateway.conventions import admin_guard, not_found
-from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
+from gateway.deps import (
+    Gateway,
+    IdempotencyKey,
+    command_id_for,
+    key_reused_response,
+    request_command_id,
+    request_hash,
+)
 from gateway.problems import Problem, problem_response
+from gateway.reads import Outcome
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
-from schemas.registration import CancelRegistration, RegisterAttendee
+from schemas.identity import email_key
+from schemas.registration import CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
 STATUSES = ("pending", "confirmed", "rejected", "cancelled")
@@ -45,7 +54,13 @@ class RegistrationController(Controller):
         if not await gateway.reads.convention_exists(convention_id):
             raise not_found(convention_id)
         registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
-        fingerprint = request_hash(data.model_dump(mode="json") | {"email": data.email.casefold()})
+        fingerprint = request_hash(data.model_dump(mode="json") | {"email": email_key(data.email)})
+        command_id = registration_id
+        if idempotency_key is not None:
+            command_id = request_command_id(registration_id, fingerprint)
+            known = await gateway.reads.registration(registration_id)
+            if known is not None and (known[1] != fingerprint or known[0].status != "pending"):
+                return _answer(request, known, fingerprint)
         command = RegisterAttendee(
             convention_id=convention_id,
             registration_id=registration_id,
@@ -54,20 +69,38 @@ class RegistrationController(Controller):
             badge_type=data.badge_type,
             request_hash=fingerprint,
         )
-        await gateway.send(request, command, registration_id, ATTENDEE)
-        outcome = await gateway.await_outcome(request, registration_id)
-        if outcome is None or outcome.registration is None:
-            return _pending(registration_id)
+        await gateway.send(request, command, command_id, ATTENDEE)
+        outcome = await gateway.await_outcome(request, command_id)
+        if outcome is None:
+            return _pending(registration_id, command_id)
+        if outcome.registration is None or not outcome.answers_registration:
+            return _refused(request, registration_id, command_id, outcome)
         return _answer(request, outcome.registration, fingerprint)
 
-    @get("/api/v1/registrations/{registration_id:uuid}", operation_id="getRegistration")
+    @get(
+        "/api/v1/registrations/{registration_id:uuid}",
+        operation_id="getRegistration",
+        description="With `command_id` (from a 202 answer's Location), a request that was "
+        "refused (an Idempotency-Key reused with another body, or a request that could not be "
+        "processed) answers with that refusal.",
+    )
     async def get_registration(
-        self, gateway: Gateway, registration_id: uuid.UUID
-    ) -> RegistrationView:
+        self,
+        request: Request[Any, Any, Any],
+        gateway: Gateway,
+        registration_id: uuid.UUID,
+        command_id: uuid.UUID | None = None,
+    ) -> Response[Any]:
+        if command_id is not None:
+            outcome = (await gateway.reads.outcomes([str(command_id)])).get(str(command_id))
+            if outcome is not None and (
+                outcome.registration is None or not outcome.answers_registration
+            ):
+                return _refused(request, registration_id, command_id, outcome)
         known = await gateway.reads.registration(registration_id)
         if known is None:
             raise _unknown(registration_id)
-        return known[0]
+        return Response(known[0])
 
     @delete(
         "/api/v1/registrations/{registration_id:uuid}",
@@ -157,7 +190,7 @@ def _answer(
     most answers are rejections, and the exception path costs the gateway dearly."""
     view, stored_fingerprint = known
     if stored_fingerprint != fingerprint:
-        raise key_reused()
+        return key_reused_response(request)
     location = {"Location": registration_location(view.registration_id)}
     if view.status == "pending":
         return _pending(view.registration_id)
@@ -176,11 +209,36 @@ def _answer(
     return Response(view, status_code=status, headers=location)
 
 
-def _pending(registration_id: uuid.UUID) -> Response[Any]:
+def _pending(registration_id: uuid.UUID, command_id: uuid.UUID | None = None) -> Response[Any]:
+    location = registration_location(registration_id)
+    if command_id is not None and command_id != registration_id:
+        location += f"?command_id={command_id}"
     return Response(
-        Accepted(registration_id=registration_id, command_id=registration_id),
+        Accepted(registration_id=registration_id, command_id=command_id or registration_id),
         status_code=HTTP_202_ACCEPTED,
-        headers={"Location": registration_location(registration_id)},
+        headers={"Location": location},
+    )
+
+
+def _refused(
+    request: Request[Any, Any, Any],
+    registration_id: uuid.UUID,
+    command_id: uuid.UUID,
+    outcome: Outcome,
+) -> Response[Any]:
+    """A request decided without deciding the registration: a reused Idempotency-Key, or a
+    request the decider could not process (dead-lettered, reason `invalid`)."""
+    if outcome.reason == RejectionReason.IDEMPOTENCY_KEY_REUSED:
+        return key_reused_response(request)
+    return problem_response(
+        request,
+        422,
+        "registration-invalid",
+        "Registration could not be processed",
+        _REASONS.get(outcome.reason or "", "The request was refused."),
+        reason=outcome.reason,
+        registration_id=str(registration_id),
+        command_id=str(command_id),
     )
 
 
@@ -209,4 +267,5 @@ _REASONS = {
     "unknown_badge_type": "The convention has no such badge type.",
     "sold_out": "This badge type is sold out.",
     "already_registered": "This e-mail already holds a registration for this convention.",
+    "invalid": "The request could not be processed and was set aside for the operators.",
 }

@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, TopicPartition
 from litestar import Litestar
 from sqlalchemy import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.registration import tables as write_tables
 from consumers.registration.handler import RegistrationDecider
@@ -23,7 +24,9 @@ from gateway.deps import Gateway
 from gateway.reads import ReadModels
 from gateway.waiting import DecisionWaiter
 from infra.db import make_engine
-from infra.exactly_once import BatchHandler, ConsumerConfig, ExactlyOnceConsumer
+from infra.pipeline.exactly_once import BatchHandler, ConsumerConfig, ExactlyOnceConsumer
+from infra.pipeline.health import ConsumerWatch, WatchedGroup
+from infra.pipeline.retention import DedupRetention, Purge
 from infra.settings import Settings
 from producers.commands import CommandPublisher
 from producers.kafka import make_producer
@@ -46,6 +49,48 @@ def group_name(settings: Settings, role: str) -> str:
     return f"{settings.topic_prefix}{role}"
 
 
+def website_sources(topics: Topics) -> tuple[str, ...]:
+    """Events, commands (shown pending until decided), and the commands the decider
+    dead-lettered (answered `invalid`)."""
+    return (topics.registration_events, topics.registration_commands, topics.dead_letter)
+
+
+def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[WatchedGroup]:
+    """Every consumer group Butterfly runs, with the database holding its positions: the
+    write and reporting databases get a small engine of their own for this."""
+    topics = topics_of(settings)
+    write_engine = make_engine(settings.db.write_url, pool_size=1)
+    reporting_engine = make_engine(settings.db.reporting_url, pool_size=1)
+    return [
+        WatchedGroup(
+            decider_group(settings),
+            (topics.registration_commands,),
+            write_engine,
+            write_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            group_name(settings, "projector.website"),
+            website_sources(topics),
+            read_engine,
+            read_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            group_name(settings, "projector.reporting"),
+            topics.event_topics(),
+            reporting_engine,
+            reporting_tables.consumer_positions,
+        ),
+    ]
+
+
+def build_consumer_watch(settings: Settings, read_engine: AsyncEngine) -> ConsumerWatch:
+    return ConsumerWatch(
+        watched_groups(settings, read_engine),
+        settings.kafka_bootstrap_servers,
+        settings.stall_seconds,
+    )
+
+
 def build_gateway_app(settings: Settings) -> Litestar:
     read_engine = make_engine(settings.db.read_url, pool_size=settings.db.pool_size)
     reads = ReadModels(read_engine)
@@ -57,6 +102,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         read_engine=read_engine,
         admin_token=settings.admin_token,
         decision_wait_seconds=settings.decision_wait_seconds,
+        watch=build_consumer_watch(settings, read_engine),
     )
     return create_app(
         gateway,
@@ -101,12 +147,24 @@ def build_decider(
     relay = OutboxRelay(engine, write_tables.outbox, producer)
     decider = RegistrationDecider(topics, engine, producer)
 
-    async def flush_outbox(_: object) -> None:
-        await relay.drain(grace=timedelta(0))
+    retention = _dedup_retention(
+        settings,
+        engine,
+        [Purge(write_tables.decided_commands, write_tables.decided_commands.c.decided_at)],
+    )
+
+    async def when_idle() -> None:
+        await decider.idle()
+        await retention.when_idle()
+
+    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
+        """A partition taken over first publishes what its last owner decided but did not
+        publish, in decision order, so its events stay in order on the topic."""
+        await relay.drain(grace=timedelta(0), partitions={tp.partition for tp in assigned})
 
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(
-            group=group_name(settings, f"decider.{name}"),
+            group=decider_group(settings, name),
             topics=(topics.registration_commands,),
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -116,14 +174,30 @@ def build_decider(
         positions=write_tables.consumer_positions,
         handler=(wrap_handler or _same)(decider),
         producer=producer,
-        on_assigned=flush_outbox,
-        on_idle=decider.idle,
+        on_assigned=publish_leftovers,
+        on_idle=when_idle,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 
 
 def _same(handler: BatchHandler) -> BatchHandler:
     return handler
+
+
+def decider_group(settings: Settings, name: str = "registration") -> str:
+    return group_name(settings, f"decider.{name}")
+
+
+def _dedup_retention(
+    settings: Settings, engine: AsyncEngine, purges: list[Purge]
+) -> DedupRetention:
+    return DedupRetention(
+        engine,
+        purges,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        command_topic=topics_of(settings).registration_commands,
+        keep=timedelta(hours=settings.dedup_retention_hours),
+    )
 
 
 def build_projector(
@@ -134,19 +208,27 @@ def build_projector(
     handler: BatchHandler
     positions: Table
     sources: tuple[str, ...]
+    on_idle = None
     if name == "website":
-        url = settings.db.read_url
-        handler = WebsiteProjector()
+        engine = make_engine(settings.db.read_url, pool_size=4)
+        handler = WebsiteProjector(topics, decider_group(settings))
         positions = read_tables.consumer_positions
-        sources = (topics.registration_events, topics.registration_commands)
+        sources = website_sources(topics)
+        on_idle = _dedup_retention(
+            settings,
+            engine,
+            [
+                Purge(read_tables.applied_events, read_tables.applied_events.c.applied_at),
+                Purge(read_tables.command_outcomes, read_tables.command_outcomes.c.recorded_at),
+            ],
+        ).when_idle
     elif name == "reporting":
-        url = settings.db.reporting_url
+        engine = make_engine(settings.db.reporting_url, pool_size=4)
         handler = EventArchiver()
         positions = reporting_tables.consumer_positions
         sources = topics.event_topics()
     else:
         raise ValueError(f"unknown projector {name!r}; known: {', '.join(PROJECTORS)}")
-    engine = make_engine(url, pool_size=4)
     producer = make_producer(settings.kafka_bootstrap_servers)
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(
@@ -160,6 +242,7 @@ def build_projector(
         positions=positions,
         handler=handler,
         producer=producer,
+        on_idle=on_idle,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 

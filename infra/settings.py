@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     decision_wait_seconds: float = 5.0
     max_in_flight: int = 4096
     """Requests a gateway process serves at once; past that it answers 503 at once."""
+    stall_seconds: float = 30.0
+    """A consumer with lag and no progress for this long makes /health answer 503."""
+    dedup_retention_hours: float = 14 * 24
+    """De-duplication records are kept at least this long, and never less than the command
+    topic keeps its records."""
     log_level: str = "INFO"
     run_dir: str = ".run"
 

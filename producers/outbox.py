@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -25,9 +25,14 @@ def utcnow() -> datetime:
 
 
 async def stage(
-    conn: AsyncConnection, outbox: Table, records: Sequence[tuple[str, OutgoingRecord]]
+    conn: AsyncConnection,
+    outbox: Table,
+    records: Sequence[tuple[str, OutgoingRecord]],
+    *,
+    partition: int | None = None,
 ) -> None:
-    """Write (event_id, record) pairs into the outbox inside the caller's transaction."""
+    """Write (event_id, record) pairs into the outbox inside the caller's transaction;
+    `partition` is the input partition whose decisions they are."""
     if not records:
         return
     now = utcnow()
@@ -37,6 +42,7 @@ async def stage(
             {
                 "event_id": event_id,
                 "topic": record.topic,
+                "partition_no": partition,
                 "message_key": record.key,
                 "headers": json.dumps([[k, v.decode()] for k, v in record.headers]),
                 "value": record.value,
@@ -81,19 +87,23 @@ class OutboxRelay:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def relay_once(self, *, grace: timedelta | None = None) -> int:
-        """Publish one batch of stale rows; returns how many were published."""
+    async def relay_once(
+        self, *, grace: timedelta | None = None, partitions: Collection[int] | None = None
+    ) -> int:
+        """Publish one batch of stale rows, of the given input partitions only if named;
+        returns how many were published."""
         cutoff = utcnow() - (self._grace if grace is None else grace)
         o = self._outbox.c
+        query = (
+            select(o.event_id, o.topic, o.message_key, o.headers, o.value)
+            .where(o.published_at.is_(None), o.created_at <= cutoff)
+            .order_by(o.seq)
+            .limit(self._batch_size)
+        )
+        if partitions is not None:
+            query = query.where(o.partition_no.in_(list(partitions)))
         async with self._engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(o.event_id, o.topic, o.message_key, o.headers, o.value)
-                    .where(o.published_at.is_(None), o.created_at <= cutoff)
-                    .order_by(o.seq)
-                    .limit(self._batch_size)
-                )
-            ).all()
+            rows = (await conn.execute(query)).all()
         if not rows:
             return 0
         await publish_all(
@@ -113,9 +123,11 @@ class OutboxRelay:
         log.info("outbox_relayed", count=len(rows))
         return len(rows)
 
-    async def drain(self, *, grace: timedelta | None = None) -> int:
+    async def drain(
+        self, *, grace: timedelta | None = None, partitions: Collection[int] | None = None
+    ) -> int:
         total = 0
-        while count := await self.relay_once(grace=grace):
+        while count := await self.relay_once(grace=grace, partitions=partitions):
             total += count
         return total
 

@@ -6,14 +6,16 @@ command was already decided (a redelivery or a retried idempotency key).
 
 from __future__ import annotations
 
+import uuid
+
 from consumers.registration.state import (
     Convention,
     ConventionStatus,
     Registration,
     RegistrationStatus,
     Situation,
-    email_key,
 )
+from schemas.identity import email_key
 from schemas.registration import (
     AttendeeRegistered,
     CancellationRejected,
@@ -30,6 +32,7 @@ from schemas.registration import (
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
+    RegistrationRequestRefused,
     RejectionReason,
 )
 
@@ -57,8 +60,17 @@ def email_not_registered(holder: Registration | None, email: str) -> RejectionRe
     return None
 
 
-def registration_is_cancellable(registration: Registration | None) -> RejectionReason | None:
-    if registration is None:
+def same_request(registration: Registration, request_hash: str) -> RejectionReason | None:
+    """A registration's idempotency key, sent again, must come with the same request."""
+    if registration.request_hash != request_hash:
+        return RejectionReason.IDEMPOTENCY_KEY_REUSED
+    return None
+
+
+def registration_is_cancellable(
+    registration: Registration | None, convention_id: uuid.UUID
+) -> RejectionReason | None:
+    if registration is None or registration.convention_id != convention_id:
         return RejectionReason.UNKNOWN_REGISTRATION
     if registration.status is not RegistrationStatus.CONFIRMED:
         return RejectionReason.NOT_CANCELLABLE
@@ -103,7 +115,17 @@ def decide(situation: Situation, command: Command) -> list[Event]:
 
 def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
     if situation.registration is not None:
-        return []
+        reason = same_request(situation.registration, command.request_hash)
+        if reason is None:
+            return []
+        return [
+            RegistrationRequestRefused(
+                convention_id=command.convention_id,
+                registration_id=command.registration_id,
+                request_hash=command.request_hash,
+                reason=reason,
+            )
+        ]
     convention = situation.convention
     reason = convention_is_open(convention)
     if reason is None and convention is not None:
@@ -138,7 +160,7 @@ def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
 
 def _cancel(situation: Situation, command: CancelRegistration) -> list[Event]:
     registration = situation.registration
-    reason = registration_is_cancellable(registration)
+    reason = registration_is_cancellable(registration, command.convention_id)
     if reason is not None or registration is None:
         return [
             CancellationRejected(

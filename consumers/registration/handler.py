@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from consumers.registration import tables as t
 from consumers.registration.book import RegistrationBook
 from consumers.registration.decider import decide
-from infra.exactly_once import DeadLetter, HandledBatch, Record
+from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.envelope import (
@@ -36,16 +36,16 @@ class RegistrationDecider:
         self._topics = topics
         self._engine = engine
         self._producer = producer
-        self._unmarked: list[str] = []
+        self._unmarked: set[str] = set()
         """Published event ids not yet marked so in the outbox: marked by the next batch's
-        transaction, or by `idle()`, rather than by a transaction of their own."""
+        transaction, or by `idle()`, rather than by a transaction of their own; forgotten
+        only once that transaction has committed."""
 
     async def handle(
         self, conn: AsyncConnection, tp: TopicPartition, records: Sequence[Record]
     ) -> HandledBatch:
-        if self._unmarked:
-            await outbox.mark_published(conn, t.outbox, self._unmarked)
-            self._unmarked = []
+        marking = tuple(self._unmarked)
+        await outbox.mark_published(conn, t.outbox, marking)
         dead_letters: list[DeadLetter] = []
         commands: list[Incoming] = []
         for record in records:
@@ -89,20 +89,28 @@ class RegistrationDecider:
             )
 
         await book.save(conn)
+        now = outbox.utcnow()
         if fresh:
             await conn.execute(
                 insert(t.decided_commands),
-                [{"command_id": str(incoming.envelope.message_id)} for incoming in fresh],
+                [
+                    {"command_id": str(incoming.envelope.message_id), "decided_at": now}
+                    for incoming in fresh
+                ],
             )
         staged = [
             (str(e.message_id), OutgoingRecord.of(self._topics.registration_events, e))
             for e in decided
         ]
-        await outbox.stage(conn, t.outbox, staged)
-        return HandledBatch(
-            dead_letters=dead_letters,
-            after_commit=(lambda: self._publish(staged)) if staged else None,
-        )
+        await outbox.stage(conn, t.outbox, staged, partition=tp.partition)
+
+        async def after_commit() -> None:
+            self._unmarked.difference_update(marking)
+            if staged:
+                await publish_all(self._producer, (record for _, record in staged))
+                self._unmarked.update(event_id for event_id, _ in staged)
+
+        return HandledBatch(dead_letters=dead_letters, after_commit=after_commit)
 
     async def _undecided(self, conn: AsyncConnection, commands: list[Incoming]) -> list[Incoming]:
         """Drop commands decided before (redeliveries) and repeats within the batch."""
@@ -126,16 +134,13 @@ class RegistrationDecider:
                 fresh.append(incoming)
         return fresh
 
-    async def _publish(self, staged: list[tuple[str, OutgoingRecord]]) -> None:
-        await publish_all(self._producer, (record for _, record in staged))
-        self._unmarked.extend(event_id for event_id, _ in staged)
-
     async def idle(self) -> None:
         """Nothing came in: mark what was published since the last batch."""
         if self._unmarked:
-            unmarked, self._unmarked = self._unmarked, []
+            marking = tuple(self._unmarked)
             async with self._engine.begin() as conn:
-                await outbox.mark_published(conn, t.outbox, unmarked)
+                await outbox.mark_published(conn, t.outbox, marking)
+            self._unmarked.difference_update(marking)
 
 
 class Incoming(NamedTuple):

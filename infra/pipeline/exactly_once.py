@@ -7,7 +7,12 @@ Kafka delivers at least once; this loop makes the effects exactly once:
   transaction first checks, under a row lock, that it still holds that epoch: a zombie that
   lost the partition finds a newer epoch, rolls back and gives the partition up;
 - a record the handler cannot decode or handle goes to the dead-letter topic (with the error
-  in its headers) before the transaction that moves past it commits.
+  in its headers) before the transaction that moves past it commits;
+- a transient fault (lost connection, deadlock, broker timeout) is retried in the process with
+  backoff; any other failure of a batch makes the loop retry its records one at a time, so
+  the one record that fails is dead-lettered alone and the rest are applied;
+- a newly assigned partition stays paused until `on_assigned` has run (the decider publishes
+  the partition's leftover outbox rows there), so order per partition survives a takeover.
 
 aiokafka is used directly rather than a FastStream subscriber: the loop needs whole batches
 per partition inside one database transaction, seeks from a rebalance listener, and must
@@ -18,9 +23,11 @@ written after each database commit for lag monitoring only.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeAlias
+from typing import Any, Protocol, TypeAlias, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -30,7 +37,9 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra.pipeline.faults import backoff_delay, is_transient
 from producers.kafka import OutgoingRecord, publish_all
+from producers.outbox import utcnow
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_ERROR,
@@ -42,12 +51,17 @@ from schemas.envelope import (
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 AfterCommit = Callable[[], Awaitable[None]]
+T = TypeVar("T")
 
 log = structlog.get_logger(__name__)
 
 
 class Fenced(Exception):
     """Another consumer took this partition over: the transaction must not commit."""
+
+
+class _Interrupted(Exception):
+    """The consumer is stopping while a transient fault was being retried."""
 
 
 class OffsetBeyondEnd(RuntimeError):
@@ -89,6 +103,9 @@ class ConsumerConfig:
     """Brokers that do not answer a waiting fetch early make every hop wait this long."""
     session_timeout_ms: int = 6000
     """How soon a dead member's partitions go to the others (Kafka's minimum by default)."""
+    max_poll_interval_ms: int = 30 * 60 * 1000
+    """A transient fault is retried in the process for as long as it lasts; the group keeps
+    the member meanwhile (health reports the stalled partition) instead of rebalancing."""
 
 
 class PositionStore:
@@ -118,7 +135,9 @@ class PositionStore:
             .prefix_with("IGNORE")
         )
         await conn.execute(
-            update(self._table).where(self._where(tp)).values(epoch=self._table.c.epoch + 1)
+            update(self._table)
+            .where(self._where(tp))
+            .values(epoch=self._table.c.epoch + 1, progress_at=utcnow())
         )
         row = (
             await conn.execute(
@@ -134,10 +153,13 @@ class PositionStore:
         if row is None or int(row.epoch) != epoch:
             raise Fenced(f"{tp.topic}[{tp.partition}] epoch {epoch} is no longer current")
 
-    async def advance(self, conn: AsyncConnection, tp: TopicPartition, next_offset: int) -> None:
-        await conn.execute(
-            update(self._table).where(self._where(tp)).values(next_offset=next_offset)
-        )
+    async def advance(
+        self, conn: AsyncConnection, tp: TopicPartition, next_offset: int, dead_letters: int = 0
+    ) -> None:
+        values: dict[str, Any] = {"next_offset": next_offset, "progress_at": utcnow()}
+        if dead_letters:
+            values["dead_letters"] = self._table.c.dead_letters + dead_letters
+        await conn.execute(update(self._table).where(self._where(tp)).values(**values))
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -183,6 +205,7 @@ class ExactlyOnceConsumer:
             isolation_level="read_uncommitted",
             fetch_max_wait_ms=config.fetch_max_wait_ms,
             session_timeout_ms=config.session_timeout_ms,
+            max_poll_interval_ms=config.max_poll_interval_ms,
             heartbeat_interval_ms=config.session_timeout_ms // 6,
         )
 
@@ -200,11 +223,16 @@ class ExactlyOnceConsumer:
             self._log.info("partitions_revoked", partitions=_names(revoked))
 
     async def claim(self, assigned: set[TopicPartition]) -> None:
+        """Take newly assigned partitions: bump their epochs, seek to the stored offsets, run
+        `on_assigned`, and only then let their records through."""
         try:
+            self._consumer.pause(*assigned)
             ends = await self._consumer.end_offsets(list(assigned)) if assigned else {}
+            epochs = {}
             for tp in sorted(assigned):
-                async with self._engine.begin() as conn:
-                    epoch, next_offset = await self._positions.claim(conn, tp)
+                epoch, next_offset = await self._retrying(
+                    f"claim {_name(tp)}", functools.partial(self._claim_one, tp)
+                )
                 end = ends.get(tp, 0)
                 if next_offset > end and not await self._holds(tp, next_offset - 1):
                     raise OffsetBeyondEnd(
@@ -214,18 +242,27 @@ class ExactlyOnceConsumer:
                         "from the event archive or start with fresh databases."
                     )
                 self._consumer.seek(tp, next_offset)
-                self._epochs[tp] = epoch
+                epochs[tp] = epoch
+            if self._on_assigned is not None and assigned:
+                on_assigned = self._on_assigned
+                await self._retrying("take over", lambda: on_assigned(assigned))
+            self._epochs.update(epochs)
+            self._consumer.resume(*assigned)
             if assigned:
                 self._log.info(
                     "partitions_claimed",
                     partitions=_names(assigned),
-                    epochs={_name(tp): self._epochs.get(tp) for tp in assigned},
+                    epochs={_name(tp): epochs.get(tp) for tp in assigned},
                 )
-            if self._on_assigned is not None:
-                await self._on_assigned(assigned)
+        except _Interrupted:
+            return
         except BaseException as exc:  # a listener's exception would be swallowed by aiokafka
             self._fatal = exc
             self._stopping.set()
+
+    async def _claim_one(self, tp: TopicPartition) -> tuple[int, int]:
+        async with self._engine.begin() as conn:
+            return await self._positions.claim(conn, tp)
 
     async def _holds(self, tp: TopicPartition, offset: int) -> bool:
         """Whether the broker still has the record at `offset`: reported end offsets can
@@ -257,39 +294,148 @@ class ExactlyOnceConsumer:
                 for tp, records in batches.items():
                     if records:
                         await self._process(tp, records)
-                if not batches and self._on_idle is not None:
-                    await self._on_idle()
+                if not batches:
+                    await self._idle()
             if self._fatal is not None:
                 raise self._fatal
-            if self._on_idle is not None:
-                await self._on_idle()
+            await self._idle()
         finally:
             await self._consumer.stop()
             self._log.info("consumer_stopped")
+
+    async def _idle(self) -> None:
+        if self._on_idle is None:
+            return
+        try:
+            await self._retrying("idle work", self._on_idle)
+        except _Interrupted:
+            return
+        except Exception as exc:
+            self._log.error("idle_work_failed", error=repr(exc))
 
     async def _process(self, tp: TopicPartition, records: Sequence[Record]) -> None:
         epoch = self._epochs.get(tp)
         if epoch is None:
             return
         try:
-            async with self._engine.begin() as conn:
-                await self._positions.check_epoch(conn, tp, epoch)
-                handled = await self._handler.handle(conn, tp, records)
-                if handled.dead_letters:
-                    await self._send_dead_letters(handled.dead_letters)
-                await self._positions.advance(conn, tp, records[-1].offset + 1)
+            handled = await self._retrying(
+                f"batch {_name(tp)}", lambda: self._transaction(tp, epoch, records)
+            )
         except Fenced as exc:
-            if self._epochs.get(tp) == epoch:
-                self._epochs.pop(tp, None)
-                self._consumer.pause(tp)
-                self._log.warning("fenced_out", partition=_name(tp), reason=str(exc))
+            self._fenced(tp, epoch, exc)
             return
-        if handled.after_commit is not None:
-            await handled.after_commit()
+        except _Interrupted:
+            return
+        except Exception as exc:
+            self._log.warning(
+                "batch_failed_retrying_one_by_one",
+                partition=_name(tp),
+                first_offset=records[0].offset,
+                records=len(records),
+                error=repr(exc),
+            )
+            for record in records:
+                if not await self._process_alone(tp, epoch, record):
+                    return
+            return
+        await self._finish(tp, handled, records[-1].offset + 1)
+
+    async def _process_alone(self, tp: TopicPartition, epoch: int, record: Record) -> bool:
+        """Apply one record, or dead-letter it if it fails for any reason but a transient
+        one. False when the partition was lost or the consumer is stopping."""
+        label = f"record {_name(tp)}@{record.offset}"
         try:
-            await self._consumer.commit({tp: records[-1].offset + 1})
+            try:
+                handled = await self._retrying(
+                    label, lambda: self._transaction(tp, epoch, [record])
+                )
+            except (Fenced, _Interrupted):
+                raise
+            except Exception as exc:
+                self._log.error(
+                    "record_failed",
+                    partition=_name(tp),
+                    offset=record.offset,
+                    error=repr(exc),
+                )
+                failure = exc
+                handled = await self._retrying(
+                    label, lambda: self._transaction(tp, epoch, [record], failure=failure)
+                )
+        except Fenced as exc:
+            self._fenced(tp, epoch, exc)
+            return False
+        except _Interrupted:
+            return False
+        await self._finish(tp, handled, record.offset + 1)
+        return True
+
+    async def _transaction(
+        self,
+        tp: TopicPartition,
+        epoch: int,
+        records: Sequence[Record],
+        *,
+        failure: Exception | None = None,
+    ) -> HandledBatch:
+        """One transaction: check the epoch, apply the records (or, given the `failure` that
+        applying them raised, only dead-letter them), and move the stored offset past them."""
+        async with self._engine.begin() as conn:
+            await self._positions.check_epoch(conn, tp, epoch)
+            if failure is None:
+                handled = await self._handler.handle(conn, tp, records)
+            else:
+                handled = HandledBatch(dead_letters=[DeadLetter(r, failure) for r in records])
+            if handled.dead_letters:
+                await self._send_dead_letters(handled.dead_letters)
+            await self._positions.advance(
+                conn, tp, records[-1].offset + 1, dead_letters=len(handled.dead_letters)
+            )
+        return handled
+
+    async def _finish(self, tp: TopicPartition, handled: HandledBatch, next_offset: int) -> None:
+        """After the commit: the handler's publishing, then the lag-monitoring commit. A
+        publishing failure that is not transient stops the consumer: going on would publish
+        later decisions before these; whoever takes the partition over publishes them first."""
+        if handled.after_commit is not None:
+            try:
+                await self._retrying(f"publish {_name(tp)}", handled.after_commit)
+            except _Interrupted:
+                return
+        try:
+            await self._consumer.commit({tp: next_offset})
         except KafkaError as exc:
             self._log.debug("lag_commit_skipped", partition=_name(tp), error=str(exc))
+
+    def _fenced(self, tp: TopicPartition, epoch: int, exc: Fenced) -> None:
+        if self._epochs.get(tp) == epoch:
+            self._epochs.pop(tp, None)
+            self._consumer.pause(tp)
+            self._log.warning("fenced_out", partition=_name(tp), reason=str(exc))
+
+    async def _retrying(self, what: str, attempt: Callable[[], Awaitable[T]]) -> T:
+        """Run `attempt` until it succeeds or fails for good: transient faults are retried
+        with backoff while the consumer runs; stopping interrupts the wait."""
+        failures = 0
+        while True:
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                delay = backoff_delay(failures)
+                failures += 1
+                self._log.warning(
+                    "transient_fault_retrying",
+                    what=what,
+                    attempt=failures,
+                    retry_in=round(delay, 3),
+                    error=repr(exc),
+                )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+            if self._stopping.is_set():
+                raise _Interrupted(what)
 
     async def _send_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         outgoing = []

@@ -10,7 +10,7 @@ from aiokafka import TopicPartition
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from infra.exactly_once import DeadLetter, HandledBatch, Record
+from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from projections.reporting import tables as t
 from schemas.envelope import UndecodableMessage, decode_envelope
 

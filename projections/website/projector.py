@@ -3,10 +3,11 @@ pending until decided) into the read models in `butterfly_read`."""
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -15,13 +16,16 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from infra.exactly_once import DeadLetter, HandledBatch, Record
+from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from projections.website import tables as t
 from schemas.envelope import (
+    HEADER_CONSUMER_GROUP,
+    HEADER_SOURCE_TOPIC,
     Envelope,
     UndecodableMessage,
     correlation_of,
     decode_envelope,
+    header,
 )
 from schemas.registration import (
     AttendeeRegistered,
@@ -35,13 +39,16 @@ from schemas.registration import (
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
+    RegistrationRequestRefused,
 )
 from schemas.registry import payload_of
+from schemas.topics import Topics
 
 log = structlog.get_logger(__name__)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+INVALID = "invalid"
 
 
 @dataclass
@@ -57,21 +64,34 @@ class _Changes:
     cancelled: list[tuple[str, datetime]] = field(default_factory=list)
     sold: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     outcomes: list[dict[str, Any]] = field(default_factory=list)
-    applied: list[dict[str, str]] = field(default_factory=list)
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+    applied: list[dict[str, Any]] = field(default_factory=list)
 
 
 class WebsiteProjector:
+    """Projects the event topic, the command topic (pending registrations) and the commands
+    the decider dead-lettered (answered as rejected with reason `invalid`)."""
+
+    def __init__(self, topics: Topics, decider_group: str) -> None:
+        self._topics = topics
+        self._decider_group = decider_group
+
     async def handle(
         self, conn: AsyncConnection, tp: TopicPartition, records: Sequence[Record]
     ) -> HandledBatch:
         dead_letters: list[DeadLetter] = []
         decoded: list[tuple[Envelope, Message]] = []
+        changes = _Changes()
         for record in records:
+            if record.topic == self._topics.dead_letter:
+                self._project_dead_letter(changes, record)
+                continue
             try:
                 envelope = decode_envelope(record.value)
                 decoded.append((envelope, payload_of(envelope)))
             except UndecodableMessage as exc:
-                dead_letters.append(DeadLetter(record, exc))
+                if record.topic != self._topics.registration_commands:
+                    dead_letters.append(DeadLetter(record, exc))
                 continue
             log.info(
                 "message_projected",
@@ -92,19 +112,53 @@ class WebsiteProjector:
                     )
                 ).scalars()
             )
-        changes = _Changes()
         for envelope, message in decoded:
             if isinstance(message, Event):
                 event_id = str(envelope.message_id)
                 if event_id in seen:
                     continue
                 seen.add(event_id)
-                changes.applied.append({"event_id": event_id})
+                changes.applied.append(
+                    {"event_id": event_id, "applied_at": envelope.occurred_at.replace(tzinfo=None)}
+                )
                 _project_event(changes, envelope, message)
             elif isinstance(message, RegisterAttendee):
                 changes.pending.append(_registration_row(envelope, message, "pending", None))
         await _write(conn, changes)
         return HandledBatch(dead_letters=dead_letters)
+
+    def _project_dead_letter(self, changes: _Changes, record: Record) -> None:
+        """A command the decider dead-lettered was not decided: its client is answered
+        `invalid` instead of waiting for ever. A later replay that decides it overrides this."""
+        if (
+            header(record.headers, HEADER_CONSUMER_GROUP) != self._decider_group
+            or header(record.headers, HEADER_SOURCE_TOPIC) != self._topics.registration_commands
+        ):
+            return
+        try:
+            envelope = decode_envelope(record.value)
+        except UndecodableMessage:
+            return
+        subject = _uuid_or_none(envelope.payload.get("registration_id")) or (
+            _uuid_or_none(envelope.payload.get("convention_id")) or str(envelope.message_id)
+        )
+        dead_lettered_at = datetime.fromtimestamp(record.timestamp / 1000, UTC)
+        changes.invalid.append(
+            {
+                "command_id": str(envelope.message_id),
+                "outcome": REJECTED,
+                "reason": INVALID,
+                "subject_id": subject,
+                "recorded_at": dead_lettered_at.replace(tzinfo=None),
+            }
+        )
+
+
+def _uuid_or_none(value: object) -> str | None:
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        return None
 
 
 def _project_event(changes: _Changes, envelope: Envelope, event: Event) -> None:
@@ -171,7 +225,7 @@ def _project_event(changes: _Changes, envelope: Envelope, event: Event) -> None:
             changes.cancelled.append((str(event.registration_id), at))
             changes.sold[(cid, event.badge_type)] -= 1
             outcome(ACCEPTED, str(event.registration_id))
-        case CancellationRejected():
+        case CancellationRejected() | RegistrationRequestRefused():
             outcome(REJECTED, str(event.registration_id), event.reason.value)
         case _:
             log.warning("event_not_projected", type=envelope.type)
@@ -235,6 +289,26 @@ async def _write(conn: AsyncConnection, c: _Changes) -> None:
                 .values(sold=t.badge_types.c.sold + delta)
             )
     if c.outcomes:
-        await conn.execute(insert(t.command_outcomes).prefix_with("IGNORE"), c.outcomes)
+        decided = insert(t.command_outcomes)
+        await conn.execute(
+            decided.on_duplicate_key_update(
+                outcome=decided.inserted.outcome,
+                reason=decided.inserted.reason,
+                subject_id=decided.inserted.subject_id,
+                recorded_at=decided.inserted.recorded_at,
+            ),
+            c.outcomes,
+        )
+    if c.invalid:
+        await conn.execute(insert(t.command_outcomes).prefix_with("IGNORE"), c.invalid)
+        for row in c.invalid:
+            await conn.execute(
+                update(t.registrations)
+                .where(
+                    t.registrations.c.registration_id == row["subject_id"],
+                    t.registrations.c.status == "pending",
+                )
+                .values(status=REJECTED, reason=INVALID, updated_at=row["recorded_at"])
+            )
     if c.applied:
         await conn.execute(insert(t.applied_events), c.applied)

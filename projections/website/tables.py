@@ -71,6 +71,7 @@ command_outcomes = Table(
     Column("reason", String(40), nullable=True),
     Column("subject_id", String(36), nullable=False),
     Column("recorded_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_command_outcomes_recorded_at", "recorded_at"),
 )
 """How each decided command ended: what the gateway waits on to answer a write."""
 
@@ -78,6 +79,8 @@ applied_events = Table(
     "applied_events",
     metadata,
     Column("event_id", String(36), primary_key=True),
+    Column("applied_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_applied_events_applied_at", "applied_at"),
 )
 
 consumer_positions = consumer_positions_table(metadata)

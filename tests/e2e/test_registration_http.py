@@ -313,7 +313,13 @@ async def test_the_correlation_id_follows_the_request_into_the_events(stack: Sta
 async def test_health_and_openapi(stack: Stack) -> None:
     async with stack.client() as client:
         health = await client.get("/health")
-        assert health.json() == {"status": "ok", "checks": {"kafka": "ok", "database": "ok"}}
+        body = health.json()
+        assert body["status"] == "ok", body
+        assert body["checks"] == {"kafka": "ok", "database": "ok", "consumers": "ok"}
+        assert set(body["dead_letters"]) == {
+            f"{stack.settings.topic_prefix}{group}"
+            for group in ("decider.registration", "projector.website", "projector.reporting")
+        }
         schema = await client.get("/schema/openapi.json")
         assert schema.status_code == 200
         operations = {
