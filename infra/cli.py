@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import structlog
 
 from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from producers.dead_letters import DeadLetterEntry
 
 log = structlog.get_logger("butterfly")
 
@@ -95,6 +100,86 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     asyncio.run(run_dev(settings, fresh=args.fresh))
 
 
+def _dead_letters(settings: Settings, action: str) -> tuple[str, list[DeadLetterEntry]]:
+    from infra.bootstrap import topics_of
+    from producers.dead_letters import read_dead_letters
+
+    topic = topics_of(settings).dead_letter
+    try:
+        return topic, asyncio.run(read_dead_letters(settings.kafka_bootstrap_servers, topic))
+    except TimeoutError as exc:
+        sys.exit(f"butterfly dlq {action}: {exc}")
+
+
+def _dlq_list(settings: Settings, args: argparse.Namespace) -> None:
+    topic, entries = _dead_letters(settings, "list")
+    for entry in entries:
+        if args.json:
+            print(json.dumps(_dead_letter_json(entry), ensure_ascii=False))
+        else:
+            print(_dead_letter_line(entry))
+    if not args.json:
+        print(f"{len(entries)} dead letter(s) in {topic}")
+
+
+def _dead_letter_line(entry: DeadLetterEntry) -> str:
+    error = " ".join((entry.error or "").split())
+    if len(error) > 120:
+        error = error[:119] + "…"
+    source = f"{entry.source_topic or '?'}[{_or_q(entry.source_partition)}]"
+    return (
+        f"{entry.id}  {source}@{_or_q(entry.source_offset)}  {entry.consumer_group or '?'}  "
+        f"{entry.message_type or '?'}  {entry.error_class or '?'}: {error}"
+    )
+
+
+def _or_q(value: int | None) -> str:
+    return "?" if value is None else str(value)
+
+
+def _dead_letter_json(entry: DeadLetterEntry) -> dict[str, object]:
+    return {
+        "id": entry.id,
+        "dead_letter_topic": entry.dead_letter_topic,
+        "timestamp": entry.timestamp.isoformat(),
+        "source_topic": entry.source_topic,
+        "source_partition": entry.source_partition,
+        "source_offset": entry.source_offset,
+        "consumer_group": entry.consumer_group,
+        "type": entry.message_type,
+        "error_class": entry.error_class,
+        "error": entry.error,
+        "key": entry.key,
+        "value": entry.value.decode(errors="replace"),
+        "headers": {name: value.decode(errors="replace") for name, value in entry.headers},
+    }
+
+
+def _dlq_replay(settings: Settings, args: argparse.Namespace) -> None:
+    from producers.dead_letters import replay
+
+    topic, entries = _dead_letters(settings, "replay")
+    if args.all:
+        chosen = [entry for entry in entries if entry.source_topic]
+        skipped = len(entries) - len(chosen)
+        if skipped:
+            print(f"skipping {skipped} dead letter(s) that name no source topic")
+    else:
+        by_id = {entry.id: entry for entry in entries}
+        unknown = [i for i in args.ids if i not in by_id]
+        if unknown:
+            sys.exit(
+                f"butterfly dlq replay: no dead letter {', '.join(unknown)} in {topic} "
+                "(`butterfly dlq list` shows the ids)"
+            )
+        chosen = [by_id[i] for i in dict.fromkeys(args.ids)]
+    try:
+        replayed = asyncio.run(replay(settings.kafka_bootstrap_servers, chosen))
+    except ValueError as exc:
+        sys.exit(f"butterfly dlq replay: {exc}")
+    print(f"replayed {replayed} dead letter(s) from {topic}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="butterfly", description="Butterfly convention registration: roles and operations."
@@ -138,6 +223,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("name", choices=PROJECTORS)
     p.set_defaults(func=_rebuild)
+
+    p = sub.add_parser("dlq", help="list or replay the records consumers dead-lettered")
+    dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    q = dlq.add_parser("list", help="one line per dead letter: id, source, group, type, error")
+    q.add_argument("--json", action="store_true", help="print JSON lines instead")
+    q.set_defaults(func=_dlq_list)
+    q = dlq.add_parser(
+        "replay", help="send dead letters back to the topic they came from, in their order"
+    )
+    chosen = q.add_mutually_exclusive_group(required=True)
+    chosen.add_argument(
+        "ids", nargs="*", default=[], metavar="ID", help="PARTITION:OFFSET, as `list` shows"
+    )
+    chosen.add_argument("--all", action="store_true", help="every dead letter")
+    q.set_defaults(func=_dlq_replay)
     return parser
 
 
