@@ -17,6 +17,7 @@ from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
+from producers.dead_letters import split_dead_letter_headers
 from projections.website import tables as t
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
@@ -57,6 +58,7 @@ class _Changes:
     every row's history right (insert before update, decisions before cancellations)."""
 
     pending: list[dict[str, Any]] = field(default_factory=list)
+    pending_commands: list[str] = field(default_factory=list)
     conventions: list[dict[str, Any]] = field(default_factory=list)
     badge_types: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[tuple[str, str, datetime]] = field(default_factory=list)
@@ -124,15 +126,17 @@ class WebsiteProjector:
                 _project_event(changes, envelope, message)
             elif isinstance(message, RegisterAttendee):
                 changes.pending.append(_registration_row(envelope, message, "pending", None))
+                changes.pending_commands.append(str(envelope.message_id))
         await _write(conn, changes)
         return HandledBatch(dead_letters=dead_letters)
 
     def _project_dead_letter(self, changes: _Changes, record: Record) -> None:
         """A command the decider dead-lettered was not decided: its client is answered
         `invalid` instead of waiting for ever. A later replay that decides it overrides this."""
+        _, added = split_dead_letter_headers(record.headers or ())
         if (
-            header(record.headers, HEADER_CONSUMER_GROUP) != self._decider_group
-            or header(record.headers, HEADER_SOURCE_TOPIC) != self._topics.registration_commands
+            header(added, HEADER_CONSUMER_GROUP) != self._decider_group
+            or header(added, HEADER_SOURCE_TOPIC) != self._topics.registration_commands
         ):
             return
         try:
@@ -263,8 +267,18 @@ async def _write(conn: AsyncConnection, c: _Changes) -> None:
             .where(t.conventions.c.convention_id == cid)
             .values(status=status, updated_at=at)
         )
+    invalid = [(row["subject_id"], row["recorded_at"]) for row in c.invalid]
     if c.pending:
         await conn.execute(insert(t.registrations).prefix_with("IGNORE"), c.pending)
+        o = t.command_outcomes.c
+        invalid.extend(
+            (row.subject_id, row.recorded_at)
+            for row in await conn.execute(
+                select(o.subject_id, o.recorded_at).where(
+                    o.command_id.in_(c.pending_commands), o.reason == INVALID
+                )
+            )
+        )
     if c.decided:
         stmt = insert(t.registrations)
         await conn.execute(
@@ -301,14 +315,14 @@ async def _write(conn: AsyncConnection, c: _Changes) -> None:
         )
     if c.invalid:
         await conn.execute(insert(t.command_outcomes).prefix_with("IGNORE"), c.invalid)
-        for row in c.invalid:
-            await conn.execute(
-                update(t.registrations)
-                .where(
-                    t.registrations.c.registration_id == row["subject_id"],
-                    t.registrations.c.status == "pending",
-                )
-                .values(status=REJECTED, reason=INVALID, updated_at=row["recorded_at"])
+    for registration_id, at in invalid:
+        await conn.execute(
+            update(t.registrations)
+            .where(
+                t.registrations.c.registration_id == registration_id,
+                t.registrations.c.status == "pending",
             )
+            .values(status=REJECTED, reason=INVALID, updated_at=at)
+        )
     if c.applied:
         await conn.execute(insert(t.applied_events), c.applied)
