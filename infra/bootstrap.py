@@ -83,11 +83,14 @@ def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[Watched
     ]
 
 
-def build_consumer_watch(settings: Settings, read_engine: AsyncEngine) -> ConsumerWatch:
+def build_consumer_watch(
+    settings: Settings, read_engine: AsyncEngine, *, observe: bool = True
+) -> ConsumerWatch:
     return ConsumerWatch(
         watched_groups(settings, read_engine),
         settings.kafka_bootstrap_servers,
         settings.stall_seconds,
+        observe=observe,
     )
 
 

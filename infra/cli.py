@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import structlog
@@ -16,6 +17,7 @@ from infra.logging import configure_logging
 from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
+    from infra.pipeline.health import PartitionProgress
     from producers.dead_letters import DeadLetterEntry
 
 log = structlog.get_logger("butterfly")
@@ -98,6 +100,53 @@ def _dev(settings: Settings, args: argparse.Namespace) -> None:
     from infra.dev import run_dev
 
     asyncio.run(run_dev(settings, fresh=args.fresh))
+
+
+def _status(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import build_consumer_watch
+    from infra.db import make_engine
+
+    async def read() -> list[PartitionProgress]:
+        watch = build_consumer_watch(
+            settings, make_engine(settings.db.read_url, pool_size=1), observe=False
+        )
+        try:
+            return await asyncio.wait_for(watch.progress(), timeout=15)
+        finally:
+            await watch.close()
+
+    try:
+        progress = asyncio.run(read())
+    except Exception as exc:
+        sys.exit(f"butterfly status: cannot read consumer progress: {exc!r}")
+    if args.json:
+        for p in progress:
+            print(json.dumps(p.as_json()))
+    else:
+        print(_status_table(progress))
+    stalled = [p for p in progress if p.stalled]
+    if stalled:
+        sys.exit(
+            f"{len(stalled)} partition(s) stalled: lag and no progress for "
+            f"{settings.stall_seconds:g} s (see the role's log; `butterfly dlq list`)"
+        )
+
+
+def _status_table(progress: list[PartitionProgress]) -> str:
+    now = datetime.now(UTC).replace(tzinfo=None)
+    lines = [f"{'GROUP':<40} {'PARTITION':<44} {'LAG':>7} {'LAST PROGRESS':>14} {'DEAD':>5}  STATE"]
+    for p in progress:
+        age = (
+            "never"
+            if p.progress_at is None
+            else f"{(now - p.progress_at).total_seconds():.0f} s ago"
+        )
+        state = "STALLED" if p.stalled else ("behind" if p.lag else "ok")
+        lines.append(
+            f"{p.group:<40} {p.topic + '[' + str(p.partition) + ']':<44} {p.lag:>7} "
+            f"{age:>14} {p.dead_letters:>5}  {state}"
+        )
+    return "\n".join(lines)
 
 
 def _dead_letters(settings: Settings, action: str) -> tuple[str, list[DeadLetterEntry]]:
@@ -224,6 +273,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=PROJECTORS)
     p.set_defaults(func=_rebuild)
 
+    p = sub.add_parser(
+        "status",
+        help="lag, last progress and dead letters per consumer group and partition "
+        "(exits 1 if a partition is stalled)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object per partition")
+    p.set_defaults(func=_status)
+
     p = sub.add_parser("dlq", help="list or replay the records consumers dead-lettered")
     dlq = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     q = dlq.add_parser("list", help="one line per dead letter: id, source, group, type, error")
@@ -244,6 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = get_settings()
+    if args.command != "dev" and not settings.kafka_bootstrap_servers:
+        embedded = f"127.0.0.1:{settings.embedded_kafka_port}"
+        settings = settings.model_copy(update={"kafka_bootstrap_servers": embedded})
     configure_logging(
         args.command
         if args.command != "decider" and args.command != "projector"

@@ -66,8 +66,16 @@ class ConsumerWatch:
     hours is not called stalled the moment a new record arrives."""
 
     def __init__(
-        self, groups: Sequence[WatchedGroup], bootstrap_servers: str, stall_seconds: float
+        self,
+        groups: Sequence[WatchedGroup],
+        bootstrap_servers: str,
+        stall_seconds: float,
+        *,
+        observe: bool = True,
     ) -> None:
+        """With `observe` false (a one-shot reading, as `butterfly status` makes), a lagging
+        partition is stalled when its stored last progress is older than the stall time."""
+        self._observe = observe
         self._groups = groups
         self._bootstrap = bootstrap_servers
         self._stall = stall_seconds
@@ -98,11 +106,13 @@ class ConsumerWatch:
                 key = (group.group, tp.topic, tp.partition)
                 stalled = False
                 if end > next_offset:
-                    seen_offset, since = self._lagging_since.get(key, (-1, now))
-                    if seen_offset != next_offset:
-                        since = now
-                        self._lagging_since[key] = (next_offset, now)
-                    quiet = now - since
+                    quiet = float("inf")
+                    if self._observe:
+                        seen_offset, since = self._lagging_since.get(key, (-1, now))
+                        if seen_offset != next_offset:
+                            since = now
+                            self._lagging_since[key] = (next_offset, now)
+                        quiet = now - since
                     if progress_at is not None:
                         quiet = min(quiet, (now_wall - progress_at).total_seconds())
                     stalled = quiet >= self._stall
