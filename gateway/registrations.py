@@ -25,6 +25,8 @@ from schemas.identity import email_key
 from schemas.registration import CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
+INVALID = "invalid"
+"""The reason of a request the decider could not process: it was dead-lettered."""
 STATUSES = ("pending", "confirmed", "rejected", "cancelled")
 
 
@@ -194,6 +196,8 @@ def _answer(
     location = {"Location": registration_location(view.registration_id)}
     if view.status == "pending":
         return _pending(view.registration_id)
+    if view.status == "rejected" and view.reason == INVALID:
+        return _invalid(request, view.registration_id, headers=location)
     if view.status == "rejected":
         return problem_response(
             request,
@@ -230,15 +234,25 @@ def _refused(
     request the decider could not process (dead-lettered, reason `invalid`)."""
     if outcome.reason == RejectionReason.IDEMPOTENCY_KEY_REUSED:
         return key_reused_response(request)
+    return _invalid(request, registration_id, command_id=str(command_id))
+
+
+def _invalid(
+    request: Request[Any, Any, Any],
+    registration_id: uuid.UUID,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response[Any]:
     return problem_response(
         request,
         422,
         "registration-invalid",
         "Registration could not be processed",
-        _REASONS.get(outcome.reason or "", "The request was refused."),
-        reason=outcome.reason,
+        _REASONS[INVALID],
+        headers=headers,
+        reason=INVALID,
         registration_id=str(registration_id),
-        command_id=str(command_id),
+        **extra,
     )
 
 
@@ -267,5 +281,5 @@ _REASONS = {
     "unknown_badge_type": "The convention has no such badge type.",
     "sold_out": "This badge type is sold out.",
     "already_registered": "This e-mail already holds a registration for this convention.",
-    "invalid": "The request could not be processed and was set aside for the operators.",
+    INVALID: "The request could not be processed and was set aside for the operators.",
 }

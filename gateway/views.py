@@ -9,7 +9,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from schemas.identity import check_text, email_identity
-from schemas.registration import BadgeTypeSpec
+from schemas.registration import BadgeCode, BadgeTypeSpec
 
 
 def _email(value: str) -> str:
@@ -44,7 +44,7 @@ class NewConvention(Body):
 class NewRegistration(Body):
     email: Email
     name: Text
-    badge_type: str = Field(min_length=1, max_length=40)
+    badge_type: BadgeCode
 
 
 class NewBadgeType(BadgeTypeSpec):

@@ -55,10 +55,13 @@ class RejectionReason(StrEnum):
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
 
 
+BadgeCode = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
+
+
 class BadgeTypeSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    code: str = Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")
+    code: BadgeCode
     name: str = Field(min_length=1, max_length=200)
     price_cents: int = Field(ge=0, le=100_000_000)
     quota: int = Field(ge=0, le=10_000_000)
@@ -95,7 +98,7 @@ class RegisterAttendee(Command):
     registration_id: uuid.UUID
     email: Email
     name: Text
-    badge_type: str = Field(min_length=1, max_length=40)
+    badge_type: BadgeCode
     request_hash: str = Field(max_length=64)
 
 
