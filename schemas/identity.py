@@ -81,8 +81,9 @@ def identity_hash(*parts: str) -> bytes:
 
 
 def check_text(value: str) -> str:
-    """Free text (names, titles): trimmed, not blank, and free of control characters, lone
-    surrogates, bidirectional controls and line separators; raises `InvalidText`."""
+    """Free text (names, titles): trimmed, with a visible character, and free of control
+    characters, lone surrogates, bidirectional controls and line separators; raises
+    `InvalidText`."""
     value = value.strip()
     if not value:
         raise InvalidText("must not be blank")
@@ -93,6 +94,8 @@ def check_text(value: str) -> str:
                 f"character U+{ord(char):04X} at position {position} is not allowed "
                 f"({_describe(category, char)})"
             )
+    if not any(unicodedata.category(char)[0] in "LNPS" for char in value):
+        raise InvalidText("must contain a visible character")
     return value
 
 

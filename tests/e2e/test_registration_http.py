@@ -340,3 +340,131 @@ async def test_health_and_openapi(stack: Stack) -> None:
             "adminListRegistrations",
             "health",
         } <= operations
+
+
+def assert_key_reused(answer: httpx.Response) -> None:
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert problem["type"].endswith("idempotency-key-reused"), problem
+    assert problem["reason"] == "idempotency_key_reused", problem
+
+
+async def test_the_same_key_and_body_give_the_same_answer(stack: Stack) -> None:
+    convention_id = await create_open_convention(stack, 2)
+    url = f"/api/v1/conventions/{convention_id}/registrations"
+    body = {"email": "same@example.org", "name": "Same", "badge_type": "STD"}
+    async with stack.client() as client:
+        first = await client.post(url, json=body, headers={"Idempotency-Key": "same-1"})
+        again = await client.post(url, json=body, headers={"Idempotency-Key": "same-1"})
+    assert (first.status_code, again.status_code) == (201, 201), (first.text, again.text)
+    assert first.json()["registration_id"] == again.json()["registration_id"]
+    assert first.headers["location"] == again.headers["location"]
+    assert again.json()["status"] == "confirmed"
+    registrations = await all_registrations(stack, convention_id)
+    assert [r["email"] for r in registrations] == ["same@example.org"]
+
+
+async def test_a_reused_key_with_another_body_after_the_decision_is_422(stack: Stack) -> None:
+    convention_id = await create_open_convention(stack, 2)
+    url = f"/api/v1/conventions/{convention_id}/registrations"
+    body = {"email": "reuse@example.org", "name": "Reuse", "badge_type": "STD"}
+    other = {**body, "email": "someone.else@example.org"}
+    async with stack.client() as client:
+        first = await client.post(url, json=body, headers={"Idempotency-Key": "reuse-1"})
+        assert first.status_code == 201, first.text
+
+        waiting = await client.post(url, json=other, headers={"Idempotency-Key": "reuse-1"})
+        assert_key_reused(waiting)
+        at_once = await client.post(
+            url, json=other, headers={"Idempotency-Key": "reuse-1", "Prefer": "respond-async"}
+        )
+        assert_key_reused(at_once)
+
+        shown = await client.get(first.headers["location"])
+    assert shown.status_code == 200
+    assert (shown.json()["email"], shown.json()["status"]) == ("reuse@example.org", "confirmed")
+    assert [r["email"] for r in await all_registrations(stack, convention_id)] == [
+        "reuse@example.org"
+    ]
+
+
+async def test_a_reused_key_after_a_rejection_is_still_422(stack: Stack) -> None:
+    convention_id = await create_open_convention(stack, 1)
+    url = f"/api/v1/conventions/{convention_id}/registrations"
+    async with stack.client() as client:
+        taken = await client.post(
+            url, json={"email": "seat@example.org", "name": "Seat", "badge_type": "STD"}
+        )
+        assert taken.status_code == 201, taken.text
+        body = {"email": "late@example.org", "name": "Late", "badge_type": "STD"}
+        rejected = await client.post(url, json=body, headers={"Idempotency-Key": "late-1"})
+        assert rejected.status_code == 409, rejected.text
+        assert rejected.json()["reason"] == "sold_out"
+        same = await client.post(url, json=body, headers={"Idempotency-Key": "late-1"})
+        assert same.status_code == 409
+        assert same.json()["registration_id"] == rejected.json()["registration_id"]
+        reused = await client.post(
+            url, json={**body, "name": "Late again"}, headers={"Idempotency-Key": "late-1"}
+        )
+        assert_key_reused(reused)
+
+
+async def test_a_reused_key_sent_before_the_first_is_decided_is_refused_later(
+    stack: Stack,
+) -> None:
+    convention_id = await create_open_convention(stack, 2)
+    url = f"/api/v1/conventions/{convention_id}/registrations"
+    body = {"email": "early@example.org", "name": "Early", "badge_type": "STD"}
+    other = {**body, "email": "impostor@example.org", "name": "Impostor"}
+    headers = {"Idempotency-Key": "race-1", "Prefer": "respond-async"}
+    # The gateway refuses a reused key itself once the first request shows in the read
+    # model: hold the website projector still so that both requests are published first.
+    projector = stack.supervisor.pids["projector.website"]
+    async with stack.client() as client:
+        os.kill(projector, signal.SIGSTOP)
+        try:
+            first = await client.post(url, json=body, headers=headers)
+            second = await client.post(url, json=other, headers=headers)
+        finally:
+            os.kill(projector, signal.SIGCONT)
+        assert (first.status_code, second.status_code) == (202, 202), (first.text, second.text)
+        registration_id = first.json()["registration_id"]
+        assert second.json()["registration_id"] == registration_id
+        assert first.json()["command_id"] != second.json()["command_id"]
+        assert f"command_id={second.json()['command_id']}" in second.headers["location"]
+
+        refused = await eventually(
+            lambda: client.get(second.headers["location"]),
+            lambda answer: (
+                answer.status_code == 422
+                or (answer.status_code == 200 and answer.json()["status"] != "pending")
+            ),
+            what="the second request refused",
+        )
+        assert_key_reused(refused)
+
+        shown = await eventually(
+            lambda: client.get(f"/api/v1/registrations/{registration_id}"),
+            lambda answer: answer.status_code == 200 and answer.json()["status"] != "pending",
+            what="the registration decided",
+        )
+        assert (shown.json()["email"], shown.json()["name"], shown.json()["status"]) == (
+            "early@example.org",
+            "Early",
+            "confirmed",
+        )
+        mine = await client.get(first.headers["location"])
+        assert mine.status_code == 200
+        assert (mine.json()["email"], mine.json()["status"]) == ("early@example.org", "confirmed")
+        again = await client.post(url, json=other, headers={"Idempotency-Key": "race-1"})
+        assert_key_reused(again)
+    badge = (await stack_convention(stack, convention_id))["badge_types"][0]
+    assert badge["sold"] == 1
+
+
+async def stack_convention(stack: Stack, convention_id: str) -> dict[str, Any]:
+    async with stack.client() as client:
+        answer = await client.get(f"/api/v1/conventions/{convention_id}")
+    assert answer.status_code == 200
+    return dict(answer.json())

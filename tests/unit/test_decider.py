@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Sequence
 from datetime import date
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +30,7 @@ from schemas.registration import (
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
+    RegistrationRequestRefused,
     RejectionReason,
 )
 
@@ -264,3 +266,128 @@ def test_no_command_sequence_oversells_or_double_registers(
             assert confirmed <= badge_type.quota
         emails = [r.email_key for r in active]
         assert len(emails) == len(set(emails))
+
+
+def refused(command: RegisterAttendee) -> RegistrationRequestRefused:
+    return RegistrationRequestRefused(
+        convention_id=command.convention_id,
+        registration_id=command.registration_id,
+        request_hash=command.request_hash,
+        reason=RejectionReason.IDEMPOTENCY_KEY_REUSED,
+    )
+
+
+def test_a_reused_idempotency_key_with_another_request_is_refused() -> None:
+    history = [CREATED, OPENED, registered(1, "a@x.org")]
+    other = RegisterAttendee(
+        convention_id=CID,
+        registration_id=rid(1),
+        email="b@x.org",
+        name="Someone else",
+        badge_type="STD",
+        request_hash="another-request",
+    )
+    assert given_when(history, other) == [refused(other)]
+
+
+def test_a_refused_reuse_leaves_the_registration_as_the_first_request_made_it() -> None:
+    book = RegistrationBook()
+    for event in [CREATED, OPENED, registered(1, "a@x.org")]:
+        book.apply(event)
+    before = book.registrations[rid(1)]
+    convention_before = book.conventions[CID]
+    other = RegisterAttendee(
+        convention_id=CID,
+        registration_id=rid(1),
+        email="b@x.org",
+        name="Someone else",
+        badge_type="VIP",
+        request_hash="another-request",
+    )
+    events = decide(book.situation(other), other)
+    assert events == [refused(other)]
+    for event in events:
+        book.apply(event)
+    assert book.registrations[rid(1)] == before
+    assert book.registrations[rid(1)].request_hash == "h1"
+    assert book.conventions[CID] == convention_before
+    assert set(book.holders) == {(CID, "a@x.org")}
+
+
+def test_a_reused_key_is_refused_whatever_the_first_decision_was() -> None:
+    first = register(1, "a@x.org", badge="GOLD")
+    history = [CREATED, OPENED, rejected(first, RejectionReason.UNKNOWN_BADGE_TYPE)]
+    other = register(1, "a@x.org").model_copy(update={"request_hash": "another-request"})
+    assert given_when(history, other) == [refused(other)]
+
+
+def test_the_same_request_under_the_same_key_is_not_decided_again() -> None:
+    history = [CREATED, OPENED, registered(1, "a@x.org")]
+    assert given_when(history, register(1, "a@x.org")) == []
+    first = register(2, "b@x.org", badge="GOLD")
+    history.append(rejected(first, RejectionReason.UNKNOWN_BADGE_TYPE))
+    assert given_when(history, first) == []
+
+
+CID2 = uuid.UUID("00000000-0000-0000-0000-0000000000c2")
+
+
+def test_a_cancellation_naming_another_conventions_registration_is_unknown() -> None:
+    other_created = CREATED.model_copy(update={"convention_id": CID2, "name": "OtherCon"})
+    other_registered = registered(1, "a@x.org").model_copy(update={"convention_id": CID2})
+    history = [CREATED, OPENED, other_created, ConventionOpened(convention_id=CID2)]
+    history.append(other_registered)
+    command = CancelRegistration(convention_id=CID, registration_id=rid(1))
+    assert given_when(history, command) == [
+        CancellationRejected(
+            convention_id=CID, registration_id=rid(1), reason=RejectionReason.UNKNOWN_REGISTRATION
+        )
+    ]
+    own = CancelRegistration(convention_id=CID2, registration_id=rid(1))
+    assert given_when(history, own) == [
+        RegistrationCancelled(convention_id=CID2, registration_id=rid(1), badge_type="STD")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("jose@x.org", "JOSE@X.ORG"),
+        ("jose@x.org", "\uff4a\uff4f\uff53\uff45@x.org"),  # full-width
+        ("jos\u00e9@x.org", "jose\u0301@x.org"),  # é == e + combining acute
+        ("strasse@x.org", "stra\u00dfe@x.org"),
+        ("fi@x.org", "\ufb01@x.org"),
+        ("a@b\u00fccher.example", "a@xn--bcher-kva.example"),
+        ("a@xn--bcher-kva.example", "a@B\u00dcCHER.example"),
+    ],
+)
+def test_addresses_that_normalise_alike_are_one_person(first: str, second: str) -> None:
+    command = register(2, second)
+    assert given_when([CREATED, OPENED, registered(1, first)], command) == [
+        rejected(command, RejectionReason.ALREADY_REGISTERED)
+    ]
+
+
+def test_addresses_that_normalise_alike_conflict_within_one_batch() -> None:
+    book = RegistrationBook()
+    for event in [CREATED, OPENED]:
+        book.apply(event)
+    decisions = []
+    for command in [register(1, "jose\u0301@x.org"), register(2, "JOS\u00c9@x.org")]:
+        events = decide(book.situation(command), command)
+        for event in events:
+            book.apply(event)
+        decisions.append(events)
+    assert decisions[0] == [registered(1, "jose\u0301@x.org")]
+    assert decisions[1] == [
+        rejected(register(2, "JOS\u00c9@x.org"), RejectionReason.ALREADY_REGISTERED)
+    ]
+
+
+def test_addresses_that_differ_by_an_accent_are_two_people() -> None:
+    history = [CREATED, OPENED, registered(1, "jose@x.org")]
+    assert given_when(history, register(2, "jos\u00e9@x.org")) == [registered(2, "jos\u00e9@x.org")]
+    book = RegistrationBook()
+    for event in [*history, registered(2, "jos\u00e9@x.org")]:
+        book.apply(event)
+    assert book.conventions[CID].badge("STD").confirmed == 2  # type: ignore[union-attr]
