@@ -135,6 +135,15 @@ class AdminConventionController(Controller):
         outcome = await gateway.await_outcome(request, convention_id)
         if outcome is None:
             return _accepted(convention_id, convention_id)
+        if outcome.reason == "invalid":
+            raise Problem(
+                422,
+                "convention-invalid",
+                "Convention could not be created",
+                "The request could not be processed and was set aside for the operators.",
+                reason="invalid",
+                convention_id=str(convention_id),
+            )
         if await gateway.reads.convention_hash(convention_id) != fingerprint:
             raise key_reused()
         return await _convention_answer(gateway, convention_id, HTTP_201_CREATED)

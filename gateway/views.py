@@ -17,7 +17,9 @@ def _email(value: str) -> str:
     return email_identity(value).address
 
 
-Email = Annotated[str, Field(min_length=3, max_length=254), AfterValidator(_email)]
+Email = Annotated[str, Field(min_length=3, max_length=320), AfterValidator(_email)]
+"""At most 320 characters as sent; the identity itself checks 254 once blanks are trimmed
+and the address is normalised."""
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(check_text)]
 
 
@@ -35,9 +37,9 @@ class NewConvention(Body):
     def _consistent(self) -> NewConvention:
         if self.ends_on < self.starts_on:
             raise ValueError("ends_on is before starts_on")
-        codes = [b.code for b in self.badge_types]
+        codes = [b.code.casefold() for b in self.badge_types]
         if len(set(codes)) != len(codes):
-            raise ValueError("badge type codes must be unique")
+            raise ValueError("badge type codes must be unique, whatever their case")
         return self
 
 

@@ -22,6 +22,11 @@ BIDI_CONTROLS = frozenset(
 """Embeddings, overrides, isolates and marks: they reorder how text around them is shown."""
 
 
+ASCII_BLANKS = " \t\r\n"
+"""What is trimmed before anything is checked: `str.strip()` would also drop control
+characters (U+001C to U+001F, U+0085) that must be refused, not hidden."""
+
+
 class InvalidEmail(ValueError):
     """An address that is not valid, or whose identity is not a valid address itself."""
 
@@ -46,7 +51,7 @@ def _fold(text: str) -> str:
 def email_identity(raw: str) -> EmailIdentity:
     """Validate an address and derive its identity key; raises `InvalidEmail`."""
     try:
-        checked = validate_email(raw.strip(), check_deliverability=False)
+        checked = validate_email(raw.strip(ASCII_BLANKS), check_deliverability=False)
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from exc
     except UnicodeError as exc:
@@ -84,9 +89,7 @@ def check_text(value: str) -> str:
     """Free text (names, titles): trimmed, with a visible character, and free of control
     characters, lone surrogates, bidirectional controls and line separators; raises
     `InvalidText`."""
-    value = value.strip()
-    if not value:
-        raise InvalidText("must not be blank")
+    value = value.strip(ASCII_BLANKS)
     for position, char in enumerate(value):
         category = unicodedata.category(char)
         if category in ("Cc", "Cs", "Zl", "Zp") or char in BIDI_CONTROLS:
@@ -94,6 +97,9 @@ def check_text(value: str) -> str:
                 f"character U+{ord(char):04X} at position {position} is not allowed "
                 f"({_describe(category, char)})"
             )
+    value = value.strip()
+    if not value:
+        raise InvalidText("must not be blank")
     if not any(unicodedata.category(char)[0] in "LNPS" for char in value):
         raise InvalidText("must contain a visible character")
     return value

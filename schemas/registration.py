@@ -80,8 +80,8 @@ class CreateConvention(Command):
     def _badge_names_are_text(cls, value: tuple[BadgeTypeSpec, ...]) -> tuple[BadgeTypeSpec, ...]:
         for badge in value:
             check_text(badge.name)
-        if len({badge.code for badge in value}) != len(value):
-            raise ValueError("badge type codes must be unique")
+        if len({badge.code.casefold() for badge in value}) != len(value):
+            raise ValueError("badge type codes must be unique, whatever their case")
         return value
 
 

@@ -142,6 +142,15 @@ async def test_field_errors_name_the_field(stack: Stack, convention_id: str) -> 
         ),
         ({"name": "Con\u202eevil"}, "bidirectional override in the name"),
         (
+            {
+                "badge_types": [
+                    {"code": "STD", "name": "S", "price_cents": 1, "quota": 1},
+                    {"code": "std", "name": "T", "price_cents": 1, "quota": 1},
+                ]
+            },
+            "codes that differ only by case",
+        ),
+        (
             {"badge_types": [{"code": "STD", "name": "S\u0000", "price_cents": 1, "quota": 1}]},
             "control character in a badge name",
         ),

@@ -264,3 +264,18 @@ def test_the_identity_hash_of_different_keys_differs() -> None:
 def test_text_with_nothing_visible_is_refused(invisible: str) -> None:
     with pytest.raises(InvalidText, match="visible"):
         check_text(invisible)
+
+
+@pytest.mark.parametrize("hidden", ["\x1c", "\x1f", "\x85"])
+def test_control_characters_at_the_edges_are_refused_not_trimmed(hidden: str) -> None:
+    with pytest.raises(InvalidEmail):
+        email_key(f"{hidden}ada@x.example")
+    with pytest.raises(InvalidText):
+        check_text(f"{hidden}Ada")
+
+
+def test_an_address_with_blanks_around_it_counts_its_length_without_them() -> None:
+    local, domain = "a" * 64, ".".join(["b" * 60, "c" * 60, "d" * 59, "example"])
+    address = f"{local}@{domain}"
+    assert len(address) <= 254
+    assert email_key(f"  {address}  ") == email_key(address)
