@@ -65,13 +65,13 @@ async def convention_id(stack: Stack) -> str:
             "invalid unicode",
         ),
         (
-            b'{"email": "a@example.org", "name": "x\ud800", "badge_type": "STD"}',
+            rb'{"email": "a@example.org", "name": "x\ud800", "badge_type": "STD"}',
             400,
             "lone surrogate",
         ),
-        (b'{"email": "a@example.org", "name": "evil\u202egnp", "badge_type": "STD"}', 422, "bidi"),
-        (b'{"email": "a@example.org", "name": "a\u0007b", "badge_type": "STD"}', 422, "control"),
-        (b'{"email": "a@example.org", "name": "a\u2028b", "badge_type": "STD"}', 422, "line sep"),
+        (rb'{"email": "a@example.org", "name": "evil\u202egnp", "badge_type": "STD"}', 422, "bidi"),
+        (rb'{"email": "a@example.org", "name": "a\u0007b", "badge_type": "STD"}', 422, "control"),
+        (rb'{"email": "a@example.org", "name": "a\u2028b", "badge_type": "STD"}', 422, "line sep"),
         (
             '{"email": "a\uff20b@x.example", "name": "x", "badge_type": "STD"}'.encode(),
             422,
