@@ -30,6 +30,7 @@ from infra.pipeline.exactly_once import BatchHandler, HandledBatch, Record
 from infra.pipeline.faults import is_transient
 from infra.pipeline.health import PartitionProgress
 from infra.settings import Settings
+from producers.dead_letters import read_dead_letters, replay
 from projections.website import tables as r
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
@@ -375,6 +376,43 @@ def registered(convention_id: uuid.UUID, email: str) -> tuple[AttendeeRegistered
         request_hash=f"h-{rid}",
     )
     return event, rid
+
+
+async def test_a_dead_lettered_command_replayed_after_the_fix_is_decided(
+    make_settings: StackFactory,
+) -> None:
+    """A dead-lettered command was never recorded as decided: once the bug is gone, `butterfly
+    dlq replay` sends it back and it is decided, its `invalid` answer replaced by the real one."""
+    settings = await make_settings()
+    topics = Topics(settings.topic_prefix)
+    convention_id = await open_convention_with_quota(settings, 10)
+    sent = [registration(convention_id, f"fix{i}@example.org") for i in range(3)]
+    envelopes = [command_envelope(command) for command, _ in sent]
+    poisoned_envelope, (_, poisoned) = envelopes[1], sent[1]
+    await send_commands(settings, *envelopes)
+
+    async with running(build_projector(settings, "website")):
+        faulty = BugOnOneRegistration(poisoned, RuntimeError("bug"))
+        async with running(build_decider(settings, wrap_handler=faulty)):
+            await eventually(
+                lambda: statuses(settings, convention_id),
+                lambda s: s == {"confirmed": 2, "rejected:invalid": 1},
+                what="the poisoned command answered invalid",
+            )
+        letters = await read_dead_letters(settings.kafka_bootstrap_servers, topics.dead_letter)
+        assert [letter.value for letter in letters] == [poisoned_envelope.encode()]
+
+        async with running(build_decider(settings)):
+            assert await replay(settings.kafka_bootstrap_servers, letters) == 1
+            await eventually(
+                lambda: statuses(settings, convention_id),
+                lambda s: s == {"confirmed": 3},
+                what="the replayed command decided",
+            )
+        assert await outcome_of(settings, poisoned_envelope.message_id) == ("accepted", None)
+        assert await sold(settings, convention_id) == 3
+    async with engine_for(settings.db.write_url) as engine:
+        assert await count(engine, w.decided_commands) == 2 + 3
 
 
 async def test_an_event_the_read_model_refuses_is_dead_lettered_alone(
