@@ -17,6 +17,7 @@ from gateway.deps import (
     key_reused_response,
     request_command_id,
     request_hash,
+    respond_async,
 )
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome
@@ -60,9 +61,12 @@ class RegistrationController(Controller):
         command_id = registration_id
         if idempotency_key is not None:
             command_id = request_command_id(registration_id, fingerprint)
-            known = await gateway.reads.registration(registration_id)
-            if known is not None and (known[1] != fingerprint or known[0].status != "pending"):
-                return _answer(request, known, fingerprint)
+            if respond_async(request):
+                # A waiting request learns of a reused key from its own decision; one that
+                # is answered at once is checked against what the read model already holds.
+                known = await gateway.reads.registration(registration_id)
+                if known is not None and (known[1] != fingerprint or known[0].status != "pending"):
+                    return _answer(request, known, fingerprint)
         command = RegisterAttendee(
             convention_id=convention_id,
             registration_id=registration_id,

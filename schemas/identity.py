@@ -7,6 +7,7 @@ and MariaDB can never disagree about which two addresses are the same.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import unicodedata
 from dataclasses import dataclass
@@ -48,8 +49,10 @@ def _fold(text: str) -> str:
     return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", text).casefold())
 
 
+@functools.lru_cache(maxsize=65536)
 def email_identity(raw: str) -> EmailIdentity:
-    """Validate an address and derive its identity key; raises `InvalidEmail`."""
+    """Validate an address and derive its identity key; raises `InvalidEmail`. Pure, and
+    asked several times per registration (gateway, decoding, deciding), so remembered."""
     try:
         checked = validate_email(raw.strip(ASCII_BLANKS), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -57,6 +60,13 @@ def email_identity(raw: str) -> EmailIdentity:
     except UnicodeError as exc:
         raise InvalidEmail("not valid Unicode text") from exc
     domain = checked.ascii_domain.lower()
+    if len(checked.normalized) > MAX_EMAIL_LENGTH:
+        raise InvalidEmail(f"the address is longer than {MAX_EMAIL_LENGTH} characters")
+    if checked.local_part.isascii():
+        # Lower case is the whole fold of ASCII, and keeps a valid address valid.
+        return EmailIdentity(
+            address=checked.normalized, key=f"{checked.local_part.lower()}@{domain}"
+        )
     local = _fold(checked.local_part)
     key = f"{local}@{domain}"
     if len(local) > MAX_LOCAL_PART_LENGTH or len(key) > MAX_EMAIL_LENGTH:
@@ -70,8 +80,6 @@ def email_identity(raw: str) -> EmailIdentity:
         raise InvalidEmail(f"the address does not normalise to a valid address: {exc}") from exc
     if f"{_fold(refolded.local_part)}@{refolded.ascii_domain.lower()}" != key:
         raise InvalidEmail("the address has no stable normal form")
-    if len(checked.normalized) > MAX_EMAIL_LENGTH:
-        raise InvalidEmail(f"the address is longer than {MAX_EMAIL_LENGTH} characters")
     return EmailIdentity(address=checked.normalized, key=key)
 
 
