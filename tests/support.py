@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from infra.bootstrap import ConsumerRole
 from infra.db import make_engine
 from infra.settings import Settings
+from projections.website import tables as r
 from schemas.envelope import Envelope
 from schemas.registration import (
     BadgeTypeSpec,
@@ -175,3 +176,39 @@ def registration(
         ),
         rid,
     )
+
+
+async def open_convention_with_quota(settings: Settings, quota: int) -> uuid.UUID:
+    create = new_convention(quota)
+    await send_commands(
+        settings, command_envelope(create), command_envelope(open_convention(create.convention_id))
+    )
+    return create.convention_id
+
+
+async def sold(settings: Settings, convention_id: uuid.UUID) -> int:
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        value = (
+            await conn.execute(
+                select(r.badge_types.c.sold).where(
+                    r.badge_types.c.convention_id == str(convention_id)
+                )
+            )
+        ).scalar_one_or_none()
+    return -1 if value is None else int(value)
+
+
+async def statuses(settings: Settings, convention_id: uuid.UUID) -> dict[str, int]:
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(r.registrations.c.status, r.registrations.c.reason).where(
+                    r.registrations.c.convention_id == str(convention_id)
+                )
+            )
+        ).all()
+    result: dict[str, int] = {}
+    for row in rows:
+        name = f"{row.status}:{row.reason}" if row.reason else row.status
+        result[name] = result.get(name, 0) + 1
+    return result

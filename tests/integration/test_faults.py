@@ -56,13 +56,14 @@ from tests.support import (
     count,
     engine_for,
     eventually,
-    new_convention,
-    open_convention,
+    open_convention_with_quota,
     produce,
     read_topic,
     registration,
     running,
     send_commands,
+    sold,
+    statuses,
 )
 
 pytestmark = pytest.mark.integration
@@ -138,30 +139,6 @@ def lost_connection() -> OperationalError:
 # --- reading what happened --------------------------------------------------------------
 
 
-async def open_convention_with_quota(settings: Settings, quota: int) -> uuid.UUID:
-    create = new_convention(quota)
-    await send_commands(
-        settings, command_envelope(create), command_envelope(open_convention(create.convention_id))
-    )
-    return create.convention_id
-
-
-async def statuses(settings: Settings, convention_id: uuid.UUID) -> dict[str, int]:
-    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                select(r.registrations.c.status, r.registrations.c.reason).where(
-                    r.registrations.c.convention_id == str(convention_id)
-                )
-            )
-        ).all()
-    result: dict[str, int] = {}
-    for row in rows:
-        name = f"{row.status}:{row.reason}" if row.reason else row.status
-        result[name] = result.get(name, 0) + 1
-    return result
-
-
 async def registration_status(
     settings: Settings, registration_id: uuid.UUID
 ) -> tuple[str, str | None] | None:
@@ -186,18 +163,6 @@ async def outcome_of(settings: Settings, command_id: uuid.UUID) -> tuple[str, st
             )
         ).one_or_none()
     return None if row is None else (row.outcome, row.reason)
-
-
-async def sold(settings: Settings, convention_id: uuid.UUID) -> int:
-    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        value = (
-            await conn.execute(
-                select(r.badge_types.c.sold).where(
-                    r.badge_types.c.convention_id == str(convention_id)
-                )
-            )
-        ).scalar_one_or_none()
-    return -1 if value is None else int(value)
 
 
 async def positions(url: Any, table: Table, group: str) -> dict[tuple[str, int], dict[str, Any]]:
