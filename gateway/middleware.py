@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Callable
 
 import structlog
@@ -18,9 +17,8 @@ from litestar.types import (
     Send,
 )
 
+from gateway.correlation import CORRELATION_HEADER, correlation_from
 from gateway.problems import PROBLEM_BASE, PROBLEM_JSON
-
-CORRELATION_HEADER = "X-Correlation-ID"
 
 log = structlog.get_logger(__name__)
 
@@ -34,10 +32,7 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
             await app(scope, receive, send)
             return
         raw = dict(scope["headers"]).get(CORRELATION_HEADER.lower().encode(), b"")
-        try:
-            value = uuid.UUID(raw.decode("latin-1"))
-        except ValueError:
-            value = uuid.uuid4()
+        value = correlation_from(raw.decode("latin-1"))
         scope.setdefault("state", {})["correlation_id"] = value
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(correlation_id=str(value))
@@ -55,15 +50,17 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
 
 
 def shed_load_middleware(limit: int) -> Callable[[ASGIApp], ASGIApp]:
-    """Past `limit` requests in flight, answer 503 with Retry-After at once instead of
-    queueing: under a rush a quick "try again" beats an answer that comes too late."""
+    """Past `limit` requests in flight in this process, answer 503 with Retry-After at once
+    instead of queueing: under a rush a quick "try again" beats an answer that comes too late.
+
+    Litestar builds a middleware once per route handler, so the count lives here, shared by
+    every route the returned factory wraps: the limit is one per gateway process."""
+    in_flight = 0
 
     def build(app: ASGIApp) -> ASGIApp:
-        in_flight = 0
-
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
             nonlocal in_flight
-            if scope["type"] != ScopeType.HTTP or scope["path"] == "/health":
+            if scope["type"] != ScopeType.HTTP or scope["path"].startswith("/health"):
                 await app(scope, receive, send)
                 return
             if in_flight >= limit:

@@ -16,6 +16,8 @@ from litestar.status_codes import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from gateway.correlation import CORRELATION_HEADER, correlation_from
+
 PROBLEM_JSON = "application/problem+json"
 PROBLEM_BASE = "https://butterfly.example/problems/"
 
@@ -61,6 +63,12 @@ def problem_response(
     if detail:
         body["detail"] = detail
     body.update(extra)
+    if "correlation_id" not in request.scope.get("state", {}):
+        # No route matched, so no route middleware ran: the answer still carries the id.
+        headers = {
+            **(headers or {}),
+            CORRELATION_HEADER: str(correlation_from(request.headers.get(CORRELATION_HEADER))),
+        }
     return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 

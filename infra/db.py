@@ -31,7 +31,8 @@ def make_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
 
 def consumer_positions_table(metadata: MetaData) -> Table:
     """Where a consumer group stands in each partition, the epoch that fences zombies, when
-    the partition last moved and how many of its records were dead-lettered."""
+    the partition last moved, how many of its records were dead-lettered, and when its owner
+    last said it holds it (`seen_at`, a heartbeat: readiness reads it)."""
     return Table(
         "consumer_positions",
         metadata,
@@ -42,13 +43,14 @@ def consumer_positions_table(metadata: MetaData) -> Table:
         Column("epoch", BigInteger, nullable=False, server_default=text("0")),
         Column("progress_at", DATETIME(fsp=6), nullable=True),
         Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
+        Column("seen_at", DATETIME(fsp=6), nullable=True),
         PrimaryKeyConstraint("group_name", "topic", "partition_no"),
     )
 
 
 def add_consumer_progress_columns() -> None:
-    """Migration step shared by the three databases: when each partition last moved, and how
-    many of its records went to the dead-letter topic."""
+    """Migration step shared by the three databases: when each partition last moved, how
+    many of its records went to the dead-letter topic, and its owner's last heartbeat."""
     from alembic import op
 
     op.add_column("consumer_positions", Column("progress_at", DATETIME(fsp=6), nullable=True))
@@ -56,3 +58,4 @@ def add_consumer_progress_columns() -> None:
         "consumer_positions",
         Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
     )
+    op.add_column("consumer_positions", Column("seen_at", DATETIME(fsp=6), nullable=True))

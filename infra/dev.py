@@ -3,10 +3,14 @@ create topics, then run every role as its own process until Ctrl-C or SIGTERM.""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import structlog
 
 from infra.migrate import drop_databases, migrate
@@ -42,6 +46,20 @@ def dev_roles(env: dict[str, str], python: str = sys.executable) -> list[Role]:
         Role("projector.reporting", [*cli, "projector", "reporting"], env),
         Role("relay", [*cli, "relay"], env),
     ]
+
+
+async def announce_ready(url: str, within: float = 120.0) -> None:
+    """Say when every role is consuming (the gateway's readiness answer), or that it is not
+    after `within` seconds."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=5) as client:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get(url)).status_code == 200:
+                    print("Butterfly is ready: every role is consuming.\n", flush=True)
+                    return
+            await asyncio.sleep(0.5)
+    print(f"Butterfly is not ready after {within:g} s: see {url}\n", flush=True)
 
 
 async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
@@ -89,7 +107,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "\nButterfly is starting:\n"
             f"  API        {base}/api/v1/conventions\n"
             f"  OpenAPI    {base}/schema/openapi.json  (Swagger UI: {base}/schema/swagger)\n"
-            f"  Health     {base}/health\n"
+            f"  Health     {base}/health  (ready: {base}/health/ready)\n"
             f"  Admin      Authorization: Bearer {token}\n"
             f"  Kafka      {bootstrap}\n"
             f"  MariaDB    {settings.db.server_url().render_as_string()} "
@@ -97,7 +115,11 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
-        await Supervisor().run(dev_roles(env))
+        announcing = asyncio.create_task(announce_ready(f"{base}/health/ready"))
+        try:
+            await Supervisor().run(dev_roles(env))
+        finally:
+            announcing.cancel()
     finally:
         for service in stoppables:
             service.stop()

@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, TypeVar
@@ -103,6 +104,9 @@ class ConsumerConfig:
     """Brokers that do not answer a waiting fetch early make every hop wait this long."""
     session_timeout_ms: int = 6000
     """How soon a dead member's partitions go to the others (Kafka's minimum by default)."""
+    heartbeat_seconds: float = 5.0
+    """How often a member stamps `seen_at` on the partitions it holds: readiness asks for a
+    stamp younger than three of these on every partition."""
     max_poll_interval_ms: int = 30 * 60 * 1000
     """A transient fault is retried in the process for as long as it lasts; the group keeps
     the member meanwhile (health reports the stalled partition) instead of rebalancing."""
@@ -134,10 +138,11 @@ class PositionStore:
             )
             .prefix_with("IGNORE")
         )
+        now = utcnow()
         await conn.execute(
             update(self._table)
             .where(self._where(tp))
-            .values(epoch=self._table.c.epoch + 1, progress_at=utcnow())
+            .values(epoch=self._table.c.epoch + 1, progress_at=now, seen_at=now)
         )
         row = (
             await conn.execute(
@@ -152,6 +157,16 @@ class PositionStore:
         ).one_or_none()
         if row is None or int(row.epoch) != epoch:
             raise Fenced(f"{tp.topic}[{tp.partition}] epoch {epoch} is no longer current")
+
+    async def beat(self, conn: AsyncConnection, owned: dict[TopicPartition, int]) -> None:
+        """Say the partitions this member holds (at these epochs) are still being consumed."""
+        now = utcnow()
+        for tp, epoch in owned.items():
+            await conn.execute(
+                update(self._table)
+                .where(self._where(tp), self._table.c.epoch == epoch)
+                .values(seen_at=now)
+            )
 
     async def advance(
         self, conn: AsyncConnection, tp: TopicPartition, next_offset: int, dead_letters: int = 0
@@ -195,6 +210,7 @@ class ExactlyOnceConsumer:
         self._epochs: dict[TopicPartition, int] = {}
         self._fatal: BaseException | None = None
         self._stopping = asyncio.Event()
+        self._next_beat = 0.0
         self._log = log.bind(group=config.group)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
@@ -294,6 +310,8 @@ class ExactlyOnceConsumer:
                 for tp, records in batches.items():
                     if records:
                         await self._process(tp, records)
+                if time.monotonic() >= self._next_beat:
+                    await self._beat()
                 if not batches:
                     await self._idle()
             if self._fatal is not None:
@@ -302,6 +320,17 @@ class ExactlyOnceConsumer:
         finally:
             await self._consumer.stop()
             self._log.info("consumer_stopped")
+
+    async def _beat(self) -> None:
+        self._next_beat = time.monotonic() + self.config.heartbeat_seconds
+        owned = dict(self._epochs)
+        if not owned:
+            return
+        try:
+            async with self._engine.begin() as conn:
+                await self._positions.beat(conn, owned)
+        except Exception as exc:  # a missed beat only delays readiness; the next one retries
+            self._log.warning("heartbeat_failed", error=repr(exc))
 
     async def _idle(self) -> None:
         if self._on_idle is None:

@@ -3,7 +3,8 @@
 Each consumer stores, beside its offsets, when a partition last moved (`progress_at`) and how
 many of its records went to the dead-letter topic; the broker says where each partition ends.
 A partition is stalled when it has lag and has not moved for `stall_seconds`: `/health`
-answers 503 naming it, and `butterfly status` prints it.
+answers 503 naming it, and `butterfly status` prints it. A partition is consumed when its
+owner's heartbeat (`seen_at`) is fresh: `/health/ready` asks that of every partition.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class PartitionProgress:
     progress_at: datetime | None
     dead_letters: int
     stalled: bool
+    seen_at: datetime | None = None
+    consuming: bool = False
+    """Its owner stamped it within the last three heartbeats."""
 
     @property
     def lag(self) -> int:
@@ -57,6 +61,7 @@ class PartitionProgress:
             else None,
             "dead_letters": self.dead_letters,
             "stalled": self.stalled,
+            "consuming": self.consuming,
         }
 
 
@@ -72,10 +77,12 @@ class ConsumerWatch:
         stall_seconds: float,
         *,
         observe: bool = True,
+        heartbeat_seconds: float = 5.0,
     ) -> None:
         """With `observe` false (a one-shot reading, as `butterfly status` makes), a lagging
         partition is stalled when its stored last progress is older than the stall time."""
         self._observe = observe
+        self._fresh = 3 * heartbeat_seconds
         self._groups = groups
         self._bootstrap = bootstrap_servers
         self._stall = stall_seconds
@@ -102,7 +109,9 @@ class ConsumerWatch:
             for tp, end in sorted(ends.items()):
                 if tp.topic not in group.topics:
                     continue
-                next_offset, progress_at, dead = stored.get((tp.topic, tp.partition), (0, None, 0))
+                next_offset, progress_at, dead, seen_at = stored.get(
+                    (tp.topic, tp.partition), (0, None, 0, None)
+                )
                 key = (group.group, tp.topic, tp.partition)
                 stalled = False
                 if end > next_offset:
@@ -128,25 +137,28 @@ class ConsumerWatch:
                         progress_at,
                         dead,
                         stalled,
+                        seen_at,
+                        seen_at is not None and (now_wall - seen_at).total_seconds() < self._fresh,
                     )
                 )
         return found
 
     async def _positions(
         self, group: WatchedGroup
-    ) -> dict[tuple[str, int], tuple[int, datetime | None, int]]:
+    ) -> dict[tuple[str, int], tuple[int, datetime | None, int, datetime | None]]:
         p = group.positions.c
         async with group.engine.connect() as conn:
             rows = await conn.execute(
-                select(p.topic, p.partition_no, p.next_offset, p.progress_at, p.dead_letters).where(
-                    p.group_name == group.group
-                )
+                select(
+                    p.topic, p.partition_no, p.next_offset, p.progress_at, p.dead_letters, p.seen_at
+                ).where(p.group_name == group.group)
             )
             return {
                 (row.topic, int(row.partition_no)): (
                     int(row.next_offset),
                     row.progress_at,
                     int(row.dead_letters),
+                    row.seen_at,
                 )
                 for row in rows
             }

@@ -7,7 +7,8 @@ import json
 import uuid
 from typing import Any
 
-from gateway.middleware import CORRELATION_HEADER, correlation_middleware, shed_load_middleware
+from gateway.correlation import CORRELATION_HEADER
+from gateway.middleware import correlation_middleware, shed_load_middleware
 
 
 def http_scope(path: str = "/api/v1/conventions", headers: list[Any] | None = None) -> Any:
@@ -69,3 +70,26 @@ async def test_the_correlation_id_is_taken_or_made_and_sent_back() -> None:
     assert (header, given.encode()) in kept.messages[0]["headers"]
     made_id = dict(made.messages[0]["headers"])[header].decode()
     assert uuid.UUID(made_id) != uuid.UUID(given)
+
+
+async def test_the_limit_is_shared_by_every_route_the_factory_wraps() -> None:
+    """Litestar builds route middleware once per route handler: the count must not be."""
+    release = asyncio.Event()
+
+    async def slow_app(scope: Any, receive: Any, send: Any) -> None:
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
+
+    factory = shed_load_middleware(1)
+    register, listing = factory(slow_app), factory(slow_app)
+    first, other = Recorder(), Recorder()
+    held = asyncio.create_task(
+        register(http_scope("/api/v1/conventions/x/registrations"), receive, first)
+    )
+    await asyncio.sleep(0)
+    await listing(http_scope("/api/v1/conventions"), receive, other)
+    assert other.status == 503
+    release.set()
+    await asyncio.wait_for(held, 5)
+    assert first.status == 200

@@ -40,5 +40,6 @@ def downgrade() -> None:
     op.drop_index("ix_command_outcomes_recorded_at", "command_outcomes")
     op.drop_index("ix_applied_events_applied_at", "applied_events")
     op.drop_column("applied_events", "applied_at")
+    op.drop_column("consumer_positions", "seen_at")
     op.drop_column("consumer_positions", "dead_letters")
     op.drop_column("consumer_positions", "progress_at")

@@ -24,5 +24,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_column("consumer_positions", "seen_at")
     op.drop_column("consumer_positions", "dead_letters")
     op.drop_column("consumer_positions", "progress_at")

@@ -105,5 +105,6 @@ def downgrade() -> None:
     op.create_index(
         "ix_registrations_convention_email", "registrations", ["convention_id", "email_key"]
     )
+    op.drop_column("consumer_positions", "seen_at")
     op.drop_column("consumer_positions", "dead_letters")
     op.drop_column("consumer_positions", "progress_at")
