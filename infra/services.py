@@ -565,13 +565,19 @@ async def _start_mariadb_container() -> tuple[str, StoppableService]:
 async def ensure_mariadb(settings: Settings, run_dir: Path) -> tuple[str, StoppableService | None]:
     """A MariaDB server URL (no database) that answers, and a handle if this call started it.
 
-    Tried in order: `DATABASE_URL`; a project-local `mariadbd` under `run_dir` (reused if one
-    is already running there); a testcontainers MariaDB if a Docker engine answers.
+    A `DATABASE_URL` that is set must answer. Unset, tried in order: the default server
+    (127.0.0.1:3306); a project-local `mariadbd` under `run_dir` (reused if one is already
+    running there); a testcontainers MariaDB if a Docker engine answers.
     """
     server_url = settings.db.server_url()
     if await mariadb_answers(server_url):
         return server_url.render_as_string(hide_password=False), None
-    log.info("DATABASE_URL does not answer", url=server_url.render_as_string())
+    if "database_url" in settings.model_fields_set:
+        raise ServiceUnavailable(
+            f"DATABASE_URL={server_url.render_as_string()} does not answer; start that server "
+            "or unset DATABASE_URL to use a local one"
+        )
+    log.info("the default MariaDB does not answer", url=server_url.render_as_string())
 
     if mariadb_server_binary() is not None:
         running = LocalMariaDB.running_in(run_dir)
