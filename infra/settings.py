@@ -1,12 +1,15 @@
 """Typed settings, one class per concern, read from the environment (and `.env`).
 
-The real environment wins over `.env`. `get_settings()` is cached; tests build their own
-`Settings(...)` and pass it to the composition root instead.
+The real environment wins over `.env`; `BUTTERFLY_ENV_FILE` names another env file, or none
+when empty. `get_settings()` is cached; tests build their own `Settings(...)` and pass it to
+the composition root instead.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
+from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -61,12 +64,29 @@ class DatabaseSettings(BaseModel):
         return (self.write_name, self.read_name, self.reporting_name)
 
 
+ENV_FILE_VARIABLE = "BUTTERFLY_ENV_FILE"
+DEFAULT_ENV_FILE = ".env"
+
+
+def env_file_from_environment() -> str | None:
+    """The env file `Settings()` reads: `BUTTERFLY_ENV_FILE` (only from the real environment,
+    never from an env file), `.env` when unset, none when set but empty."""
+    return os.environ.get(ENV_FILE_VARIABLE, DEFAULT_ENV_FILE) or None
+
+
 class Settings(BaseSettings):
-    """Everything a Butterfly process needs to know, from `BUTTERFLY_*` and a few plain names."""
+    """Everything a Butterfly process needs to know, from `BUTTERFLY_*` and a few plain names.
+
+    Values come from keyword arguments, then the environment, then an env file: the one
+    `_env_file=` names (`None`: none), otherwise `BUTTERFLY_ENV_FILE` as the environment holds
+    it when the object is built (default `.env` in the working directory; empty: none). Tests
+    pass `_env_file=None`, and the processes they start get `BUTTERFLY_ENV_FILE=""`, so a
+    developer's `.env` never reaches them.
+    """
 
     model_config = SettingsConfigDict(
         env_prefix="BUTTERFLY_",
-        env_file=".env",
+        env_file=None,
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",
@@ -93,6 +113,10 @@ class Settings(BaseSettings):
     topic keeps its records."""
     log_level: str = "INFO"
     run_dir: str = ".run"
+
+    def __init__(self, **values: Any) -> None:
+        values.setdefault("_env_file", env_file_from_environment())
+        super().__init__(**values)
 
     @property
     def http(self) -> HttpSettings:

@@ -45,25 +45,26 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         "BUTTERFLY_HTTP_PORT": str(port),
         "BUTTERFLY_DECISION_WAIT_SECONDS": "10",
+        "BUTTERFLY_ENV_FILE": "",
     }
     supervisor = Supervisor(handle_signals=False, initial_backoff=0.2, max_backoff=1.0)
     task = asyncio.create_task(supervisor.run(dev_roles(env, sys.executable)))
     base_url = f"http://127.0.0.1:{port}"
 
-    async def health() -> int:
+    async def ready() -> int:
         try:
             async with httpx.AsyncClient(base_url=base_url, timeout=5) as client:
-                return (await client.get("/health")).status_code
+                return (await client.get("/health/ready")).status_code
         except httpx.TransportError:
             return 0
 
     try:
         await eventually(
-            health,
+            ready,
             lambda status: status == 200,
-            timeout=60,
+            timeout=90,
             interval=0.2,
-            what="the gateway's /health",
+            what="every role consuming (/health/ready)",
         )
         yield Stack(settings, base_url, supervisor)
     finally:

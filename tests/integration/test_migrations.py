@@ -18,6 +18,7 @@ from infra.migrate import database_urls, drop_databases, migrate
 from infra.settings import Settings
 from projections.reporting.tables import metadata as reporting_metadata
 from projections.website.tables import metadata as read_metadata
+from tests.conftest import Services, settings_without_env_file
 
 pytestmark = pytest.mark.integration
 
@@ -25,8 +26,11 @@ METADATA = {"write": write_metadata, "read": read_metadata, "reporting": reporti
 
 
 @pytest.fixture
-async def settings() -> AsyncIterator[Settings]:
-    settings = Settings(db_prefix=f"bfy_mig_{secrets.token_hex(4)}")
+async def settings(services: Services) -> AsyncIterator[Settings]:
+    """Databases of their own on this run's MariaDB server, dropped at the end."""
+    settings = settings_without_env_file(
+        DATABASE_URL=services.database_url, db_prefix=f"bfy_mig_{secrets.token_hex(4)}"
+    )
     yield settings
     await drop_databases(settings)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Sequence
@@ -137,7 +138,7 @@ async def test_a_decider_killed_after_its_commit_resumes_without_loss_or_doubles
     crashing = build_decider(settings, wrap_handler=CrashAfterCommit)
     with pytest.raises(RuntimeError, match="killed between"):
         async with running(crashing) as task:
-            await task
+            await asyncio.wait_for(task, 60)
     async with engine_for(settings.db.write_url) as engine:
         decided = await count(engine, w.decided_commands)
         assert decided >= 2
@@ -310,4 +311,4 @@ async def test_a_position_beyond_the_end_of_a_partition_stops_the_consumer(
         await conn.execute(update(r.consumer_positions).values(next_offset=1000))
     with pytest.raises(OffsetBeyondEnd, match="broker ends at"):
         async with running(build_projector(settings, "website")) as task:
-            await task
+            await asyncio.wait_for(task, 60)

@@ -43,13 +43,13 @@ async def test_past_the_limit_requests_get_503_at_once_and_health_still_answers(
     first, second, health = Recorder(), Recorder(), Recorder()
     running = asyncio.create_task(app(http_scope(), receive, first))
     await asyncio.sleep(0)
-    await app(http_scope(), receive, second)
+    await asyncio.wait_for(app(http_scope(), receive, second), 5)
     assert second.status == 503
     assert (b"retry-after", b"1") in second.messages[0]["headers"]
     assert json.loads(second.messages[1]["body"])["type"].endswith("/overloaded")
     health_task = asyncio.create_task(app(http_scope("/health"), receive, health))
     release.set()
-    await asyncio.gather(running, health_task)
+    await asyncio.wait_for(asyncio.gather(running, health_task), 5)
     assert first.status == 200
     assert health.status == 200
     third = Recorder()

@@ -4,7 +4,8 @@ import asyncio
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from infra.supervisor import Backoff, Role, Supervisor
 
 DEADLINE_SECONDS = 10.0
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def eventually(condition: Callable[[], bool], deadline: float = DEADLINE_SECONDS) -> None:
@@ -21,6 +23,25 @@ async def eventually(condition: Callable[[], bool], deadline: float = DEADLINE_S
         if loop.time() > give_up_at:
             pytest.fail(f"condition not met within {deadline}s")
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def supervising(
+    supervisor: Supervisor, roles: Sequence[Role]
+) -> AsyncIterator[asyncio.Task[None]]:
+    """Run `supervisor` in the background; stop it when the block ends, even on a failure,
+    so that no child outlives the test."""
+    task = asyncio.create_task(supervisor.run(roles))
+    try:
+        yield task
+    finally:
+        supervisor.stop()
+        await asyncio.wait_for(task, DEADLINE_SECONDS)
+
+
+async def stop(supervisor: Supervisor, task: asyncio.Task[None]) -> None:
+    supervisor.stop()
+    await asyncio.wait_for(task, DEADLINE_SECONDS)
 
 
 def python_role(name: str, code: str, *args: str, env: dict[str, str] | None = None) -> Role:
@@ -71,12 +92,9 @@ async def test_a_role_that_exits_is_restarted(tmp_path: Path) -> None:
         "crasher", "import sys; open(sys.argv[1], 'a').write('x'); sys.exit(3)", str(starts)
     )
     supervisor = Supervisor(initial_backoff=0.01, max_backoff=0.05, handle_signals=False)
-    running = asyncio.create_task(supervisor.run([crasher]))
-
-    await eventually(lambda: starts.exists() and len(starts.read_text()) >= 3)
-    supervisor.stop()
-
-    await asyncio.wait_for(running, DEADLINE_SECONDS)
+    async with supervising(supervisor, [crasher]) as running:
+        await eventually(lambda: starts.exists() and len(starts.read_text()) >= 3)
+        await stop(supervisor, running)
 
 
 async def test_stop_terminates_every_child(tmp_path: Path) -> None:
@@ -91,13 +109,11 @@ async def test_stop_terminates_every_child(tmp_path: Path) -> None:
         for name in ("gateway", "decider")
     ]
     supervisor = Supervisor(handle_signals=False)
-    running = asyncio.create_task(supervisor.run(roles))
-
-    await eventually(lambda: all(read_pid(tmp_path / f"{r.name}.pid") for r in roles))
-    pids = {r.name: read_pid(tmp_path / f"{r.name}.pid") for r in roles}
-    assert supervisor.pids == pids
-    supervisor.stop()
-    await asyncio.wait_for(running, DEADLINE_SECONDS)
+    async with supervising(supervisor, roles) as running:
+        await eventually(lambda: all(read_pid(tmp_path / f"{r.name}.pid") for r in roles))
+        pids = {r.name: read_pid(tmp_path / f"{r.name}.pid") for r in roles}
+        assert supervisor.pids == pids
+        await stop(supervisor, running)
 
     assert all(pid is not None and not is_alive(pid) for pid in pids.values())
     assert (tmp_path / "gateway.env").read_text() == "gateway\n"
@@ -109,33 +125,67 @@ async def test_a_child_that_ignores_sigterm_is_killed_after_the_stop_timeout(
     pid_file = tmp_path / "stubborn.pid"
     stubborn = python_role("stubborn", IGNORE_SIGTERM_THEN_SLEEP, str(pid_file))
     supervisor = Supervisor(stop_timeout=0.3, handle_signals=False)
-    running = asyncio.create_task(supervisor.run([stubborn]))
-    await eventually(lambda: read_pid(pid_file) is not None)
-    pid = read_pid(pid_file)
-    assert pid is not None
+    async with supervising(supervisor, [stubborn]) as running:
+        await eventually(lambda: read_pid(pid_file) is not None)
+        pid = read_pid(pid_file)
+        assert pid is not None
 
-    supervisor.stop()
-    await asyncio.wait_for(running, DEADLINE_SECONDS)
+        await stop(supervisor, running)
 
     assert not is_alive(pid)
+
+
+SUPERVISOR_OF_ONE_WORKER = """
+import asyncio, signal, sys
+from infra.supervisor import Role, Supervisor
+
+def handler_before(signum, frame):
+    sys.exit("the handler in place before the supervisor ran was called")
+
+async def main():
+    signal.signal(signal.SIGTERM, handler_before)
+    worker = Role("worker", [sys.executable, "-c", sys.argv[1], *sys.argv[2:]])
+    await Supervisor().run([worker])
+    restored = signal.getsignal(signal.SIGTERM) is handler_before
+    print("handler restored" if restored else "handler not restored")
+
+asyncio.run(main())
+"""
 
 
 async def test_sigterm_stops_the_supervisor_and_restores_the_previous_handler(
     tmp_path: Path,
 ) -> None:
+    """In a process of its own, so that no signal is sent to the test run itself."""
     pid_file = tmp_path / "worker.pid"
-    worker = python_role(
-        "worker", WRITE_PID_THEN_SLEEP, str(tmp_path / "worker.env"), str(pid_file)
+    supervisor = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SUPERVISOR_OF_ONE_WORKER,
+        WRITE_PID_THEN_SLEEP,
+        str(tmp_path / "worker.env"),
+        str(pid_file),
+        cwd=ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    handler_before = signal.getsignal(signal.SIGTERM)
-    supervisor = Supervisor()
-    running = asyncio.create_task(supervisor.run([worker]))
-    await eventually(lambda: read_pid(pid_file) is not None)
-    pid = read_pid(pid_file)
-    assert pid is not None
+    pid = None
+    try:
+        await eventually(
+            lambda: read_pid(pid_file) is not None or supervisor.returncode is not None
+        )
+        pid = read_pid(pid_file)
+        assert pid is not None, "the supervisor exited before its worker started"
 
-    os.kill(os.getpid(), signal.SIGTERM)
-    await asyncio.wait_for(running, DEADLINE_SECONDS)
+        supervisor.send_signal(signal.SIGTERM)
+        stdout, stderr = await asyncio.wait_for(supervisor.communicate(), DEADLINE_SECONDS)
 
-    assert not is_alive(pid)
-    assert signal.getsignal(signal.SIGTERM) == handler_before
+        assert supervisor.returncode == 0, stderr.decode()
+        assert stdout.decode().splitlines()[-1:] == ["handler restored"]
+        assert not is_alive(pid)
+    finally:
+        if supervisor.returncode is None:
+            supervisor.kill()
+            await supervisor.wait()
+        if pid is not None and is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
