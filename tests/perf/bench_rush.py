@@ -5,6 +5,10 @@ Uses the stack at BENCH_URL if its /health answers 200; otherwise starts its own
 removes it afterwards. Phases:
 
 - rush: N registrations for Q seats, C at a time, each answered with its decision;
+- rival: the same rush against the app a user would pick instead (tests/perf/rival.py: one
+  Litestar process, one MariaDB transaction per registration, the badge row locked FOR UPDATE),
+  started here in a process and a database of its own, and the ratio of the two (`--no-rival`
+  skips it);
 - steady: an open-loop arrival rate of R registrations/s for D seconds;
 - rebuild: the website projection replayed from the topics into throwaway databases;
 - memory: the peak resident memory (VmHWM) of every process of the stack.
@@ -39,7 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
@@ -758,30 +762,122 @@ async def all_registrations(admin: httpx.AsyncClient, convention_id: str) -> lis
             return items
 
 
-async def rush_phase(
-    stack: Stack, admin: httpx.AsyncClient, args: argparse.Namespace, abort: threading.Event
-) -> None:
+@dataclass(frozen=True)
+class Target:
+    """What a rush runs against: Butterfly's stack, or the rival app."""
+
+    base_url: str
+    create: Callable[[str, int], Awaitable[str]]
+    """Creates an open convention of one badge type: (name, quota) -> its id."""
+    settle: Callable[[str, Sequence[Answer]], Awaitable[float | None]]
+    """When every registration answered 202 was decided; None when every answer was a decision."""
+    listing: Callable[[str], Awaitable[tuple[list[dict[str, Any]], dict[str, int]]]]
+    """Every registration of a convention (registration_id, email, status) and its badge
+    type's counts (sold, remaining)."""
+    processes: Callable[[], list[tuple[str, int]]]
+    """The server's processes: (role, pid)."""
+
+
+@dataclass(frozen=True)
+class RushFigures:
+    decisions_per_s: float
+    p99: float
+
+
+@dataclass(frozen=True)
+class Rush:
+    """The rush's requests, generated once so Butterfly and the rival get the same load."""
+
+    shots: list[Shot]
+    distinct: int
+    tag: str
+
+
+def make_rush(args: argparse.Namespace) -> Rush:
     tag = secrets.token_hex(3)
     rng = random.Random(args.seed)
     shots, distinct = rush_shots(args.requests, args.repeat_share, args.retry_share, rng, tag)
+    return Rush(shots, distinct, tag)
+
+
+def butterfly_target(stack: Stack, admin: httpx.AsyncClient) -> Target:
+    async def listing(convention_id: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        rows = await all_registrations(admin, convention_id)
+        found = await badge(admin, convention_id)
+        return rows, {"sold": int(found["sold"]), "remaining": int(found["remaining"])}
+
+    return Target(
+        base_url=stack.base_url,
+        create=lambda name, quota: create_open_convention(admin, name, quota),
+        settle=lambda convention_id, answers: settle(admin, convention_id, answers),
+        listing=listing,
+        processes=lambda: stack_processes(stack),
+    )
+
+
+def process_cpu(pids: Sequence[tuple[str, int]]) -> dict[int, float]:
+    """CPU seconds (user + system) each process used so far."""
+    spent = {}
+    for _, pid in pids:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(pid).cpu_times()
+            spent[pid] = times.user + times.system
+    return spent
+
+
+def server_cpu(
+    pids: Sequence[tuple[str, int]], before: dict[int, float], after: dict[int, float], posts: int
+) -> None:
+    """CPU milliseconds per POST each server process spent during the rush."""
+    total = 0.0
+    rows = []
+    for role, pid in sorted(pids):
+        if pid not in before or pid not in after:
+            continue
+        spent = after[pid] - before[pid]
+        total += spent
+        rows.append(f"{role} {spent:.2f} s = {spent / posts * 1000:.2f}")
+    line(
+        "server CPU",
+        f"{total:.2f} s = {total / posts * 1000:.2f} ms/POST over the run, by process "
+        "(CPU s = ms/POST):",
+    )
+    for start in range(0, len(rows), 3):
+        line("", ";  ".join(rows[start : start + 3]))
+
+
+async def rush_phase(
+    target: Target,
+    rush: Rush,
+    args: argparse.Namespace,
+    abort: threading.Event,
+    title: str,
+    about: str = "",
+) -> RushFigures:
+    shots, distinct = rush.shots, rush.distinct
     emails = len({shot.email for shot in shots})
     expected_sold = min(args.quota, emails)
     section(
-        f"Rush: {len(shots)} POSTs = {distinct} registrations ({distinct - emails} "
+        f"{title}: {len(shots)} POSTs = {distinct} registrations ({distinct - emails} "
         f"re-using an e-mail) + {len(shots) - distinct} retries with the same "
         f"Idempotency-Key; Q={args.quota}, C={args.concurrency}, "
         f"{args.clients} client process(es)"
     )
-    convention_id = await create_open_convention(admin, f"Rush {tag}", args.quota)
+    if about:
+        line("server", about)
+    convention_id = await target.create(f"Rush {rush.tag}", args.quota)
     path = f"/api/v1/conventions/{convention_id}/registrations"
-    jobs = split(stack.base_url, path, shots, args.clients, args.concurrency, 0, args.client)
+    jobs = split(target.base_url, path, shots, args.clients, args.concurrency, 0, args.client)
+    pids = target.processes()
+    cpu_before = process_cpu(pids)
     run = await asyncio.to_thread(run_clients, jobs, abort)
+    cpu_after = process_cpu(pids)
     answers = run.answers
     first_sent = min(a.sent for a in answers)
     last_answer = max(a.answered for a in answers)
-    settled_at = await settle(admin, convention_id, answers)
+    settled_at = await target.settle(convention_id, answers)
     decided_at = max([a.answered for a in answers if a.status in DECIDED] + [settled_at or 0])
-    rows = await all_registrations(admin, convention_id)
+    rows, counts = await target.listing(convention_id)
     decided = sum(1 for row in rows if row["status"] != "pending")
     statuses = Counter(a.status for a in answers)
     wall = last_answer - first_sent
@@ -791,12 +887,14 @@ async def rush_phase(
         if settled_at is None
         else "until the last 202 was seen decided"
     )
+    decisions_per_s = decided / (decided_at - first_sent)
     line(
         "decided",
         f"{decided} registrations in {decided_at - first_sent:.2f} s = "
-        f"{decided / (decided_at - first_sent):.0f} decisions/s ({how})",
+        f"{decisions_per_s:.0f} decisions/s ({how})",
     )
-    line("latency", latency_summary([a.answered - a.sent for a in answers]))
+    latencies = [a.answered - a.sent for a in answers]
+    line("latency", latency_summary(latencies))
     for status in sorted(statuses):
         by_status = [a.answered - a.sent for a in answers if a.status == status]
         line(f"  {status or 'no answer'}", f"{len(by_status)}: {latency_summary(by_status)}")
@@ -811,7 +909,9 @@ async def rush_phase(
     for text, count in other.most_common(5):
         line("  other", f"{count} x {text}")
     client_cpu(run, args.client)
-    await rush_checks(admin, convention_id, args.quota, expected_sold, shots, answers, rows)
+    server_cpu(pids, cpu_before, cpu_after, len(answers))
+    rush_checks(counts, args.quota, expected_sold, shots, answers, rows)
+    return RushFigures(decisions_per_s, percentile(sorted(latencies), 99) if latencies else 0.0)
 
 
 async def settle(
@@ -867,16 +967,14 @@ def report_unanswered(answers: Sequence[Answer], shots: Sequence[Shot], listed: 
     return len(unanswered)
 
 
-async def rush_checks(
-    admin: httpx.AsyncClient,
-    convention_id: str,
+def rush_checks(
+    counts: Mapping[str, int],
     quota: int,
     expected_sold: int,
     shots: Sequence[Shot],
     answers: Sequence[Answer],
     rows: Sequence[dict[str, Any]],
 ) -> None:
-    counts = await badge(admin, convention_id)
     by_status = Counter(str(row["status"]) for row in rows)
     confirmed_emails = [
         str(row["email"]).casefold() for row in rows if row["status"] == "confirmed"
@@ -1197,13 +1295,17 @@ def peak_memory(pid: int) -> tuple[float, float] | None:
     return values["VmHWM"], values["VmRSS"]
 
 
-def memory_phase(stack: Stack) -> None:
-    section("Memory: peak resident set (VmHWM) of each process of the stack")
+def stack_processes(stack: Stack) -> list[tuple[str, int]]:
+    """(role, pid) of every process of the stack: the started stack's family, or processes
+    found by command line."""
     if stack.process is not None:
-        candidates = [
-            psutil.Process(stack.process.pid),
-            *psutil.Process(stack.process.pid).children(recursive=True),
-        ]
+        try:
+            candidates = [
+                psutil.Process(stack.process.pid),
+                *psutil.Process(stack.process.pid).children(recursive=True),
+            ]
+        except psutil.Error:
+            return []
     else:
         candidates = list(psutil.process_iter())
     found = []
@@ -1215,6 +1317,12 @@ def memory_phase(stack: Stack) -> None:
                 role = f"{role_of(parent.cmdline()) if parent else '?'} (child)"
             if role is not None:
                 found.append((role, process.pid))
+    return found
+
+
+def memory_phase(stack: Stack) -> None:
+    section("Memory: peak resident set (VmHWM) of each process of the stack")
+    found = stack_processes(stack)
     if not found:
         line("skipped", "no process of the stack found")
         return
@@ -1230,14 +1338,132 @@ def memory_phase(stack: Stack) -> None:
         line("note", "processes found by command line; another stack's may be among them")
 
 
+# The rival: what a user would pick instead of the event pipeline (tests/perf/rival.py).
+
+RIVAL_START_TIMEOUT = 30.0
+RIVAL_STOP_TIMEOUT = 10.0
+
+
+@contextlib.asynccontextmanager
+async def rival_target(stack: Stack) -> AsyncIterator[tuple[Target, str]]:
+    """The rival app in a process of its own on a free port, with a database of its own on
+    Butterfly's MariaDB server; both removed afterwards."""
+    from infra.services import free_port
+    from tests.perf import rival
+
+    tag = secrets.token_hex(4)
+    server_url = stack.settings().db.server_url()
+    name = f"bench_rival_{tag}"
+    url = await rival.create_database(server_url, name)
+    port = free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    log_dir = stack.run_dir or Path(tempfile.mkdtemp(prefix=f"butterfly-rival-{tag}-"))
+    log_path = log_dir / "rival.log"
+    process: subprocess.Popen[bytes] | None = None
+    try:
+        process = _start_rival(port, url.render_as_string(hide_password=False), log_path)
+        await _wait_rival(process, base_url, log_path)
+        pid = process.pid
+
+        async def create(convention: str, quota: int) -> str:
+            return await rival.create_convention(url, convention, BADGE, quota)
+
+        async def no_settling(convention_id: str, answers: Sequence[Answer]) -> float | None:
+            return None
+
+        target = Target(
+            base_url=base_url,
+            create=create,
+            settle=no_settling,
+            listing=lambda convention_id: rival.listing(url, convention_id),
+            processes=lambda: [("rival app", pid)],
+        )
+        yield (
+            target,
+            "the same rush against a plain app: Litestar + SQLAlchemy/asyncmy in 1 uvicorn "
+            "process, one MariaDB transaction per registration, the badge row locked "
+            f"FOR UPDATE ({base_url}, database {name}); the Butterfly stack stays up, idle",
+        )
+    finally:
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=RIVAL_STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        text = log_path.read_text(errors="replace").strip() if log_path.exists() else ""
+        if text:
+            line("rival log", f"{len(text.splitlines())} lines, the last:")
+            for entry in text.splitlines()[-5:]:
+                line("", entry[:160])
+        try:
+            await rival.drop_database(server_url, name)
+        except Exception as exc:
+            line("rival db", f"could not drop {name}: {exc!r}")
+        if stack.run_dir is None:
+            shutil.rmtree(log_dir, ignore_errors=True)
+
+
+def _start_rival(port: int, database_url: str, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tests.perf.rival"],
+            cwd=REPO,
+            env={**os.environ, "RIVAL_PORT": str(port), "RIVAL_DATABASE_URL": database_url},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+async def _wait_rival(process: subprocess.Popen[bytes], base_url: str, log_path: Path) -> None:
+    deadline = time.perf_counter() + RIVAL_START_TIMEOUT
+    async with httpx.AsyncClient(base_url=base_url, timeout=3) as client:
+        while True:
+            if process.poll() is not None:
+                raise BenchError(
+                    f"the rival exited with code {process.returncode} while starting:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                )
+            with contextlib.suppress(httpx.HTTPError):
+                if (await client.get("/health")).status_code == 200:
+                    return
+            if time.perf_counter() > deadline:
+                raise BenchError(
+                    f"the rival did not answer /health within {RIVAL_START_TIMEOUT:g} s"
+                )
+            await asyncio.sleep(HEALTH_INTERVAL)
+
+
+def compare(ours: RushFigures, theirs: RushFigures) -> None:
+    section("Butterfly against the rival, same rush")
+    line(
+        "ratio",
+        f"Butterfly / rival: {ours.decisions_per_s / max(theirs.decisions_per_s, 1e-9):.2f}\u00d7 "
+        f"decisions/s ({ours.decisions_per_s:.0f} / {theirs.decisions_per_s:.0f}), "
+        f"p99 {ours.p99 / max(theirs.p99, 1e-9):.2f}\u00d7 ({ms(ours.p99)} / {ms(theirs.p99)})",
+    )
+
+
 async def run_phases(stack: Stack, args: argparse.Namespace, abort: threading.Event) -> None:
     headers = {"Authorization": f"Bearer {stack.admin_token}"}
     async with httpx.AsyncClient(
         base_url=stack.base_url, headers=headers, timeout=CLIENT_TIMEOUT
     ) as admin:
+        rush = make_rush(args)
         started = time.perf_counter()
-        await rush_phase(stack, admin, args, abort)
+        ours = await rush_phase(butterfly_target(stack, admin), rush, args, abort, "Rush")
         line("phase time", f"{time.perf_counter() - started:.1f} s")
+        if args.rival:
+            started = time.perf_counter()
+            async with rival_target(stack) as (target, description):
+                theirs = await rush_phase(target, rush, args, abort, "Rival", description)
+            line("phase time", f"{time.perf_counter() - started:.1f} s")
+            compare(ours, theirs)
         started = time.perf_counter()
         await steady_phase(stack, admin, args, abort)
         line("phase time", f"{time.perf_counter() - started:.1f} s")
@@ -1282,6 +1508,12 @@ def parse_args() -> argparse.Namespace:
         type=float,
         default=0.02,
         help="share of rush POSTs that retry an earlier Idempotency-Key",
+    )
+    parser.add_argument(
+        "--no-rival",
+        dest="rival",
+        action="store_false",
+        help="skip the rival: the same rush against a plain Litestar + MariaDB app",
     )
     parser.add_argument("--seed", type=int, default=None, help="seed of the rush's randomness")
     parser.add_argument(
