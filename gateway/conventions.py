@@ -16,6 +16,7 @@ from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, re
 from gateway.problems import Problem
 from gateway.views import Accepted, ConventionPage, ConventionView, NewConvention
 from schemas.registration import (
+    SET_ASIDE,
     BadgeTypeSpec,
     CloseConvention,
     CreateConvention,
@@ -135,13 +136,13 @@ class AdminConventionController(Controller):
         outcome = await gateway.await_outcome(request, convention_id)
         if outcome is None:
             return _accepted(convention_id, convention_id)
-        if outcome.reason == "invalid":
+        if outcome.reason == SET_ASIDE:
             raise Problem(
                 422,
                 "convention-invalid",
                 "Convention could not be created",
                 "The request could not be processed and was set aside for the operators.",
-                reason="invalid",
+                reason=SET_ASIDE,
                 convention_id=str(convention_id),
             )
         if await gateway.reads.convention_hash(convention_id) != fingerprint:

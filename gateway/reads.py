@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from gateway.problems import Problem
 from gateway.views import BadgeTypeView, ConventionView, RegistrationView
 from projections.website import tables as t
+from schemas.registration import SET_ASIDE, RejectionReason
 
 
 def encode_cursor(created_at: datetime, item_id: str) -> str:
@@ -215,7 +216,7 @@ class Outcome:
     def answers_registration(self) -> bool:
         """Whether the registration shows this command's decision (a refusal of a reused
         idempotency key leaves the registration as the first request made it)."""
-        return self.reason not in ("idempotency_key_reused", "invalid")
+        return self.reason not in (RejectionReason.IDEMPOTENCY_KEY_REUSED, SET_ASIDE)
 
 
 def _registration_view(row: Any) -> RegistrationView:

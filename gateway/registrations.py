@@ -23,11 +23,9 @@ from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
 from schemas.identity import email_key
-from schemas.registration import CancelRegistration, RegisterAttendee, RejectionReason
+from schemas.registration import SET_ASIDE, CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
-INVALID = "invalid"
-"""The reason of a request the decider could not process: it was dead-lettered."""
 STATUSES = ("pending", "confirmed", "rejected", "cancelled")
 
 
@@ -200,7 +198,7 @@ def _answer(
     location = {"Location": registration_location(view.registration_id)}
     if view.status == "pending":
         return _pending(view.registration_id)
-    if view.status == "rejected" and view.reason == INVALID:
+    if view.status == "rejected" and view.reason == SET_ASIDE:
         return _invalid(request, view.registration_id, headers=location)
     if view.status == "rejected":
         return problem_response(
@@ -252,9 +250,9 @@ def _invalid(
         422,
         "registration-invalid",
         "Registration could not be processed",
-        _REASONS[INVALID],
+        _REASONS[SET_ASIDE],
         headers=headers,
-        reason=INVALID,
+        reason=SET_ASIDE,
         registration_id=str(registration_id),
         **extra,
     )
@@ -285,5 +283,5 @@ _REASONS = {
     "unknown_badge_type": "The convention has no such badge type.",
     "sold_out": "This badge type is sold out.",
     "already_registered": "This e-mail already holds a registration for this convention.",
-    INVALID: "The request could not be processed and was set aside for the operators.",
+    SET_ASIDE: "The request could not be processed and was set aside for the operators.",
 }

@@ -58,6 +58,11 @@ class RejectionReason(StrEnum):
 BadgeCode = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
+SET_ASIDE = "invalid"
+"""The reason a client is given for a command no decider decided: it could not be processed
+and went to the dead-letter topic. Not a `RejectionReason`: no event carries it."""
+
+
 class BadgeTypeSpec(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

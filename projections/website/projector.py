@@ -29,6 +29,7 @@ from schemas.envelope import (
     header,
 )
 from schemas.registration import (
+    SET_ASIDE,
     AttendeeRegistered,
     CancellationRejected,
     ConventionClosed,
@@ -49,7 +50,6 @@ log = structlog.get_logger(__name__)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
-INVALID = "invalid"
 
 
 @dataclass
@@ -151,7 +151,7 @@ class WebsiteProjector:
             {
                 "command_id": str(envelope.message_id),
                 "outcome": REJECTED,
-                "reason": INVALID,
+                "reason": SET_ASIDE,
                 "subject_id": subject,
                 "recorded_at": dead_lettered_at.replace(tzinfo=None),
             }
@@ -275,7 +275,7 @@ async def _write(conn: AsyncConnection, c: _Changes) -> None:
             (row.subject_id, row.recorded_at)
             for row in await conn.execute(
                 select(o.subject_id, o.recorded_at).where(
-                    o.command_id.in_(c.pending_commands), o.reason == INVALID
+                    o.command_id.in_(c.pending_commands), o.reason == SET_ASIDE
                 )
             )
         )
@@ -322,7 +322,7 @@ async def _write(conn: AsyncConnection, c: _Changes) -> None:
                 t.registrations.c.registration_id == registration_id,
                 t.registrations.c.status == "pending",
             )
-            .values(status=REJECTED, reason=INVALID, updated_at=at)
+            .values(status=REJECTED, reason=SET_ASIDE, updated_at=at)
         )
     if c.applied:
         await conn.execute(insert(t.applied_events), c.applied)
