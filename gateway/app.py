@@ -16,11 +16,15 @@ from gateway.registrations import RegistrationController
 
 
 def create_app(
-    gateway: Gateway, *, max_body_bytes: int = 64 * 1024, max_in_flight: int = 4096
+    gateway: Gateway,
+    *,
+    max_body_bytes: int = 64 * 1024,
+    max_in_flight: int = 4096,
+    shed_latency_seconds: float = 0.25,
 ) -> Litestar:
     async def start() -> None:
         await gateway.publisher.start()
-        gateway.waiter.start()
+        await gateway.waiter.start()
 
     async def stop() -> None:
         await gateway.waiter.stop()
@@ -40,7 +44,10 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],
         on_shutdown=[stop],
-        middleware=[correlation_middleware, shed_load_middleware(max_in_flight)],
+        middleware=[
+            correlation_middleware,
+            shed_load_middleware(max_in_flight, shed_latency_seconds),
+        ],
         request_max_body_size=max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Butterfly",

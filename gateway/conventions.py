@@ -132,8 +132,7 @@ class AdminConventionController(Controller):
             badge_types=tuple(BadgeTypeSpec(**b.model_dump()) for b in data.badge_types),
             request_hash=fingerprint,
         )
-        await gateway.send(request, command, convention_id, ADMIN)
-        outcome = await gateway.await_outcome(request, convention_id)
+        outcome = await gateway.decide(request, command, convention_id, ADMIN)
         if outcome is None:
             return _accepted(convention_id, convention_id)
         if outcome.reason == SET_ASIDE:
@@ -194,8 +193,7 @@ async def _transition(
     if not await gateway.reads.convention_exists(convention_id):
         raise not_found(convention_id)
     command_id = command_id_for(f"{command.message_type}:{convention_id}", idempotency_key)
-    await gateway.send(request, command, command_id, ADMIN)
-    outcome = await gateway.await_outcome(request, command_id)
+    outcome = await gateway.decide(request, command, command_id, ADMIN)
     if outcome is None:
         return _accepted(convention_id, command_id)
     if not outcome.accepted:

@@ -45,9 +45,18 @@ class Gateway:
     decision_wait_seconds: float
     watch: ConsumerWatch
 
-    async def send(
-        self, request: Request[Any, Any, Any], command: Command, command_id: uuid.UUID, actor: str
-    ) -> None:
+    async def decide(
+        self,
+        request: Request[Any, Any, Any],
+        command: Command,
+        command_id: uuid.UUID,
+        actor: str,
+        *,
+        streamed: bool = False,
+    ) -> Outcome | None:
+        """Publish the command and, unless the client prefers to be answered at once, wait for
+        its decision; None when there is no decision (yet) to answer with. `streamed` says the
+        decision can be read off the event stream (see gateway.waiting)."""
         envelope = wrap(
             command,
             message_id=command_id,
@@ -57,14 +66,16 @@ class Gateway:
             key=registration_key(command.convention_id),
             actor=actor,
         )
-        await self.publisher.publish(self.topics.registration_commands, envelope)
-
-    async def await_outcome(
-        self, request: Request[Any, Any, Any], command_id: uuid.UUID
-    ) -> Outcome | None:
         if respond_async(request):
+            await self.publisher.publish(self.topics.registration_commands, envelope)
             return None
-        return await self.waiter.wait(str(command_id), self.decision_wait_seconds)
+        ticket = self.waiter.expect(command_id, streamed=streamed)
+        try:
+            await self.publisher.publish(self.topics.registration_commands, envelope)
+        except BaseException:
+            self.waiter.forget(ticket)
+            raise
+        return await self.waiter.wait(ticket, self.decision_wait_seconds)
 
     async def database_answers(self) -> bool:
         try:

@@ -1,9 +1,12 @@
-"""ASGI middleware: correlation ids on every request, and shedding load past a limit."""
+"""ASGI middleware: correlation ids on every request, and shedding load the pipeline cannot
+take in time."""
 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 from litestar.enums import ScopeType
@@ -49,29 +52,76 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
     return middleware
 
 
-def shed_load_middleware(limit: int) -> Callable[[ASGIApp], ASGIApp]:
-    """Past `limit` requests in flight in this process, answer 503 with Retry-After at once
-    instead of queueing: under a rush a quick "try again" beats an answer that comes too late.
+@dataclass
+class LoadShedder:
+    """Decides, per request, whether this gateway process takes it or answers 503 at once.
 
-    Litestar builds a middleware once per route handler, so the count lives here, shared by
-    every route the returned factory wraps: the limit is one per gateway process."""
-    in_flight = 0
+    Two limits. A hard one: past `limit` requests in flight, every request is refused. And
+    one that follows the pipeline: a write (a request that waits for its decision) that
+    takes longer than `latency_target` on average means requests queue faster than they are
+    decided, so past `floor` requests in flight new ones are refused until writes are
+    answered within the target again. Under a rush the excess gets a quick "try again"
+    instead of an answer that comes too late, and the requests taken keep their latency."""
+
+    limit: int
+    latency_target: float
+    floor: int = 128
+    smoothing: float = 0.05
+    in_flight: int = 0
+    write_latency: float = 0.0
+    """Moving average of the seconds a write took to be answered."""
+    shed: int = 0
+    _next_report: float = 0.0
+
+    def admit(self) -> bool:
+        if self.in_flight >= self.limit or (
+            self.in_flight > self.floor and self.write_latency > self.latency_target
+        ):
+            self.shed += 1
+            now = time.monotonic()
+            if now >= self._next_report:
+                self._next_report = now + 1.0
+                log.warning(
+                    "shedding_load",
+                    shed=self.shed,
+                    in_flight=self.in_flight,
+                    write_latency_ms=round(self.write_latency * 1000),
+                )
+                self.shed = 0
+            return False
+        return True
+
+    def answered_write(self, seconds: float) -> None:
+        self.write_latency += self.smoothing * (seconds - self.write_latency)
+
+
+WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def shed_load_middleware(limit: int, latency_target: float = 0.25) -> Callable[[ASGIApp], ASGIApp]:
+    """Answers 503 with Retry-After when a `LoadShedder` with these limits says so; /health
+    is always answered.
+
+    Litestar builds a middleware once per route handler, so the shedder lives here, shared
+    by every route the returned factory wraps: its limits are per gateway process."""
+    shedder = LoadShedder(limit, latency_target)
 
     def build(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            nonlocal in_flight
             if scope["type"] != ScopeType.HTTP or scope["path"].startswith("/health"):
                 await app(scope, receive, send)
                 return
-            if in_flight >= limit:
-                log.warning("shedding_load", in_flight=in_flight, path=scope["path"])
+            if not shedder.admit():
                 await _overloaded(scope, send)
                 return
-            in_flight += 1
+            shedder.in_flight += 1
+            started = time.monotonic()
             try:
                 await app(scope, receive, send)
             finally:
-                in_flight -= 1
+                shedder.in_flight -= 1
+                if scope["method"] in WRITES:
+                    shedder.answered_write(time.monotonic() - started)
 
         return middleware
 

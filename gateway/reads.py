@@ -176,6 +176,16 @@ class ReadModels:
         )
         return items, next_cursor
 
+    async def positions(self, group: str) -> dict[tuple[str, int], int]:
+        """How far a consumer group of the read model has applied each partition: the next
+        offset of every (topic, partition) it stored."""
+        p = t.consumer_positions.c
+        async with self._engine.connect() as conn:
+            rows = await conn.execute(
+                select(p.topic, p.partition_no, p.next_offset).where(p.group_name == group)
+            )
+            return {(row.topic, row.partition_no): row.next_offset for row in rows}
+
     async def outcomes(self, command_ids: Sequence[str]) -> dict[str, Outcome]:
         """How these commands ended, each with the registration it decided, if any: one
         query for every request waiting in this process."""

@@ -73,8 +73,7 @@ class RegistrationController(Controller):
             badge_type=data.badge_type,
             request_hash=fingerprint,
         )
-        await gateway.send(request, command, command_id, ATTENDEE)
-        outcome = await gateway.await_outcome(request, command_id)
+        outcome = await gateway.decide(request, command, command_id, ATTENDEE, streamed=True)
         if outcome is None:
             return _pending(registration_id, command_id)
         if outcome.registration is None or not outcome.answers_registration:
@@ -139,8 +138,7 @@ class RegistrationController(Controller):
         command = CancelRegistration(
             convention_id=view.convention_id, registration_id=registration_id
         )
-        await gateway.send(request, command, command_id, ATTENDEE)
-        outcome = await gateway.await_outcome(request, command_id)
+        outcome = await gateway.decide(request, command, command_id, ATTENDEE)
         if outcome is None:
             return Response(
                 Accepted(

@@ -22,7 +22,7 @@ from consumers.registration.handler import RegistrationDecider
 from gateway.app import create_app
 from gateway.deps import Gateway
 from gateway.reads import ReadModels
-from gateway.waiting import DecisionWaiter
+from gateway.waiting import DecisionStream, DecisionWaiter
 from infra.db import make_engine
 from infra.pipeline.exactly_once import BatchHandler, ConsumerConfig, ExactlyOnceConsumer
 from infra.pipeline.health import ConsumerWatch, WatchedGroup
@@ -97,11 +97,21 @@ def build_consumer_watch(
 def build_gateway_app(settings: Settings) -> Litestar:
     read_engine = make_engine(settings.db.read_url, pool_size=settings.db.pool_size)
     reads = ReadModels(read_engine)
+    topics = topics_of(settings)
+    stream = DecisionStream(
+        settings.kafka_bootstrap_servers,
+        events_topic=topics.registration_events,
+        dead_letter_topic=topics.dead_letter,
+        commands_topic=topics.registration_commands,
+        decider_group=decider_group(settings),
+    )
     gateway = Gateway(
-        topics=topics_of(settings),
+        topics=topics,
         publisher=CommandPublisher(settings.kafka_bootstrap_servers),
         reads=reads,
-        waiter=DecisionWaiter(reads),
+        waiter=DecisionWaiter(
+            reads, stream=stream, projector_group=group_name(settings, "projector.website")
+        ),
         read_engine=read_engine,
         admin_token=settings.admin_token,
         decision_wait_seconds=settings.decision_wait_seconds,
@@ -111,6 +121,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         gateway,
         max_body_bytes=settings.http.max_body_bytes,
         max_in_flight=settings.max_in_flight,
+        shed_latency_seconds=settings.shed_latency_ms / 1000,
     )
 
 
@@ -162,7 +173,9 @@ def build_decider(
 
     async def publish_leftovers(assigned: set[TopicPartition]) -> None:
         """A partition taken over first publishes what its last owner decided but did not
-        publish, in decision order, so its events stay in order on the topic."""
+        publish, in decision order, so its events stay in order on the topic; whatever this
+        process remembered of it from an earlier ownership is dropped."""
+        decider.forget(assigned)
         await relay.drain(grace=timedelta(0), partitions={tp.partition for tp in assigned})
 
     consumer = ExactlyOnceConsumer(

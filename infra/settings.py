@@ -106,6 +106,9 @@ class Settings(BaseSettings):
     decision_wait_seconds: float = 5.0
     max_in_flight: int = 4096
     """Requests a gateway process serves at once; past that it answers 503 at once."""
+    shed_latency_ms: float = 250.0
+    """Writes answered slower than this on average mean requests queue faster than they are
+    decided: past 128 requests in flight, a gateway process then answers 503."""
     stall_seconds: float = 30.0
     """A consumer with lag and no progress for this long makes /health answer 503."""
     dedup_retention_hours: float = 14 * 24

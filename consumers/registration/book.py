@@ -1,5 +1,6 @@
-"""The decider's working set for one batch: state loaded from `butterfly_write`, evolved
-in memory as events are decided, then written back in the batch's transaction."""
+"""The decider's state: `PartitionMemory` holds what one owned partition's decisions need
+between batches; `RegistrationBook` is one batch's working set, taken from that memory,
+evolved as events are decided, then written back in the batch's transaction."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -33,14 +34,83 @@ from schemas.registration import (
 
 
 @dataclass
+class PartitionMemory:
+    """The committed decision state of the conventions one partition holds, kept while this
+    process owns the partition, so a batch reads nothing it decided itself.
+
+    A convention enters whole, every registration with it, the first time a batch needs it
+    (so "no registration with this id or e-mail" is known without asking the database). A
+    batch's changes enter only once its transaction has committed (`absorb`). The decider
+    starts a new memory when it (re)claims the partition, and whenever a batch it staged was
+    never confirmed committed: that batch's outcome is then unknown."""
+
+    conventions: dict[uuid.UUID, Convention | None] = field(default_factory=dict)
+    """Every convention held whole; None for one the database does not know (yet)."""
+    registrations: dict[uuid.UUID, Registration] = field(default_factory=dict)
+    holders: dict[tuple[uuid.UUID, str], Registration] = field(default_factory=dict)
+    staged: RegistrationBook | None = None
+
+    def holds(self, convention_id: uuid.UUID) -> bool:
+        return convention_id in self.conventions
+
+    def absorb(self, book: RegistrationBook) -> None:
+        """Take in a committed batch's changes."""
+        for cid in book.changed_conventions():
+            self.conventions[cid] = book.conventions[cid]
+        for rid in book.changed_registrations():
+            registration = book.registrations[rid]
+            self.registrations[rid] = registration
+            key = (registration.convention_id, registration.email_key)
+            holder = self.holders.get(key)
+            if registration.active:
+                self.holders[key] = registration
+            elif holder is not None and holder.registration_id == rid:
+                del self.holders[key]
+        self.staged = None
+
+    async def load(self, conn: AsyncConnection, convention_ids: Iterable[uuid.UUID]) -> None:
+        """Bring in the conventions not held yet, each with all its registrations."""
+        missing = {str(cid) for cid in convention_ids if cid not in self.conventions}
+        if not missing:
+            return
+        found = await _load_conventions(conn, missing)
+        for cid in missing:
+            self.conventions[uuid.UUID(cid)] = found.get(uuid.UUID(cid))
+        r = t.registrations.c
+        rows = await conn.execute(
+            select(
+                r.registration_id,
+                r.convention_id,
+                r.email_key,
+                r.badge_type,
+                r.status,
+                r.request_hash,
+            ).where(r.convention_id.in_(missing))
+        )
+        for row in rows:
+            registration = _registration(row)
+            self.registrations[registration.registration_id] = registration
+            if registration.active:
+                self.holders[(registration.convention_id, registration.email_key)] = registration
+
+
+@dataclass
 class RegistrationBook:
     conventions: dict[uuid.UUID, Convention] = field(default_factory=dict)
     registrations: dict[uuid.UUID, Registration] = field(default_factory=dict)
     holders: dict[tuple[uuid.UUID, str], Registration] = field(default_factory=dict)
+    _before: dict[uuid.UUID, Convention] = field(default_factory=dict)
+    """Each changed convention as it was before this batch, to write back only what changed."""
     _new_conventions: set[uuid.UUID] = field(default_factory=set)
     _dirty_conventions: set[uuid.UUID] = field(default_factory=set)
     _new_registrations: set[uuid.UUID] = field(default_factory=set)
     _dirty_registrations: set[uuid.UUID] = field(default_factory=set)
+
+    def changed_conventions(self) -> set[uuid.UUID]:
+        return self._new_conventions | self._dirty_conventions
+
+    def changed_registrations(self) -> set[uuid.UUID]:
+        return self._new_registrations | self._dirty_registrations
 
     def situation(self, command: Command) -> Situation:
         convention = self.conventions.get(command.convention_id)
@@ -60,6 +130,8 @@ class RegistrationBook:
         before = self.conventions.get(cid)
         after = evolve_convention(before, event)
         if after is not None and after is not before:
+            if before is not None:
+                self._before.setdefault(cid, before)
             self.conventions[cid] = after
             self._dirty_conventions.add(cid)
             if isinstance(event, ConventionCreated):
@@ -83,66 +155,23 @@ class RegistrationBook:
                     del self.holders[key]
 
     @classmethod
-    async def load(cls, conn: AsyncConnection, commands: Iterable[Command]) -> RegistrationBook:
+    def recall(cls, memory: PartitionMemory, commands: Iterable[Command]) -> RegistrationBook:
+        """The working set for these commands, from a memory that holds their conventions."""
         book = cls()
-        commands = list(commands)
-        convention_ids = {str(c.convention_id) for c in commands}
-        registration_ids = {
-            str(c.registration_id)
-            for c in commands
-            if isinstance(c, RegisterAttendee | CancelRegistration)
-        }
-        emails = {
-            (str(c.convention_id), identity_hash(email_key(c.email)))
-            for c in commands
-            if isinstance(c, RegisterAttendee)
-        }
-        if convention_ids:
-            await book._load_conventions(conn, convention_ids)
-        if registration_ids:
-            rows = await conn.execute(
-                select(t.registrations).where(
-                    t.registrations.c.registration_id.in_(registration_ids)
-                )
-            )
-            for row in rows:
-                book.registrations[uuid.UUID(row.registration_id)] = _registration(row)
-        if emails:
-            rows = await conn.execute(
-                select(t.registrations).where(
-                    tuple_(t.registrations.c.convention_id, t.registrations.c.email_hash).in_(
-                        emails
-                    ),
-                    t.registrations.c.status == RegistrationStatus.CONFIRMED.value,
-                )
-            )
-            for row in rows:
-                reg = _registration(row)
-                book.holders[(reg.convention_id, reg.email_key)] = reg
+        for command in commands:
+            convention = memory.conventions.get(command.convention_id)
+            if convention is not None:
+                book.conventions[command.convention_id] = convention
+            if isinstance(command, RegisterAttendee | CancelRegistration):
+                known = memory.registrations.get(command.registration_id)
+                if known is not None:
+                    book.registrations[command.registration_id] = known
+            if isinstance(command, RegisterAttendee):
+                key = (command.convention_id, email_key(command.email))
+                holder = memory.holders.get(key)
+                if holder is not None:
+                    book.holders[key] = holder
         return book
-
-    async def _load_conventions(self, conn: AsyncConnection, ids: set[str]) -> None:
-        badges: dict[str, list[BadgeType]] = {}
-        rows = await conn.execute(
-            select(t.badge_types)
-            .where(t.badge_types.c.convention_id.in_(ids))
-            .order_by(t.badge_types.c.convention_id, t.badge_types.c.code)
-        )
-        for row in rows:
-            badges.setdefault(row.convention_id, []).append(
-                BadgeType(row.code, row.name, row.price_cents, row.quota, row.confirmed)
-            )
-        for row in await conn.execute(
-            select(t.conventions).where(t.conventions.c.convention_id.in_(ids))
-        ):
-            cid = uuid.UUID(row.convention_id)
-            self.conventions[cid] = Convention(
-                cid,
-                row.name,
-                ConventionStatus(row.status),
-                tuple(badges.get(row.convention_id, ())),
-                row.request_hash,
-            )
 
     async def save(self, conn: AsyncConnection) -> None:
         """Write back what the decided events changed."""
@@ -172,20 +201,23 @@ class RegistrationBook:
                     ],
                 )
         for cid in sorted(self._dirty_conventions - self._new_conventions, key=str):
-            c = self.conventions[cid]
-            await conn.execute(
-                update(t.conventions)
-                .where(t.conventions.c.convention_id == str(cid))
-                .values(status=c.status.value)
-            )
-            for b in c.badge_types:
+            c, before = self.conventions[cid], self._before[cid]
+            if c.status is not before.status:
                 await conn.execute(
-                    update(t.badge_types)
-                    .where(
-                        t.badge_types.c.convention_id == str(cid), t.badge_types.c.code == b.code
-                    )
-                    .values(confirmed=b.confirmed)
+                    update(t.conventions)
+                    .where(t.conventions.c.convention_id == str(cid))
+                    .values(status=c.status.value)
                 )
+            for b, was in zip(c.badge_types, before.badge_types, strict=True):
+                if b.confirmed != was.confirmed:
+                    await conn.execute(
+                        update(t.badge_types)
+                        .where(
+                            t.badge_types.c.convention_id == str(cid),
+                            t.badge_types.c.code == b.code,
+                        )
+                        .values(confirmed=b.confirmed)
+                    )
         changed = self._dirty_registrations - self._new_registrations
         for rid in sorted(changed, key=str):
             row = _registration_row(self.registrations[rid])
@@ -199,6 +231,32 @@ class RegistrationBook:
                 insert(t.registrations),
                 [_registration_row(self.registrations[rid]) for rid in self._new_registrations],
             )
+
+
+async def _load_conventions(conn: AsyncConnection, ids: set[str]) -> dict[uuid.UUID, Convention]:
+    badges: dict[str, list[BadgeType]] = {}
+    rows = await conn.execute(
+        select(t.badge_types)
+        .where(t.badge_types.c.convention_id.in_(ids))
+        .order_by(t.badge_types.c.convention_id, t.badge_types.c.code)
+    )
+    for row in rows:
+        badges.setdefault(row.convention_id, []).append(
+            BadgeType(row.code, row.name, row.price_cents, row.quota, row.confirmed)
+        )
+    found = {}
+    for row in await conn.execute(
+        select(t.conventions).where(t.conventions.c.convention_id.in_(ids))
+    ):
+        cid = uuid.UUID(row.convention_id)
+        found[cid] = Convention(
+            cid,
+            row.name,
+            ConventionStatus(row.status),
+            tuple(badges.get(row.convention_id, ())),
+            row.request_hash,
+        )
+    return found
 
 
 def _registration(row: object) -> Registration:

@@ -1,9 +1,13 @@
 """The registration decider's runtime: decode a batch of commands, decide, and commit state,
-outbox and offsets together; publish the decided events once the transaction has committed."""
+outbox and offsets together; publish the decided events once the transaction has committed.
+
+Each owned partition's state stays in memory between batches (`PartitionMemory`): a batch
+reads the database only for conventions it meets for the first time since the partition was
+claimed, and for commands that may have been decided before."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 import structlog
@@ -13,7 +17,7 @@ from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.registration import tables as t
-from consumers.registration.book import RegistrationBook
+from consumers.registration.book import PartitionMemory, RegistrationBook
 from consumers.registration.decider import decide
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
@@ -24,7 +28,7 @@ from schemas.envelope import (
     correlation_of,
     decode_envelope,
 )
-from schemas.registration import Command
+from schemas.registration import Command, RegisterAttendee
 from schemas.registry import event_id, payload_of, wrap
 from schemas.topics import Topics, registration_key
 
@@ -36,6 +40,7 @@ class RegistrationDecider:
         self._topics = topics
         self._engine = engine
         self._producer = producer
+        self._memories: dict[int, PartitionMemory] = {}
         self._unmarked: set[str] = set()
         """Published event ids not yet marked so in the outbox: marked by the next batch's
         transaction, or by `idle()`, rather than by a transaction of their own; forgotten
@@ -58,8 +63,10 @@ class RegistrationDecider:
             except UndecodableMessage as exc:
                 dead_letters.append(DeadLetter(record, exc))
 
-        fresh = await self._undecided(conn, commands)
-        book = await RegistrationBook.load(conn, (incoming.command for incoming in fresh))
+        memory = self._memory(tp)
+        await memory.load(conn, {incoming.command.convention_id for incoming in commands})
+        fresh = await self._undecided(conn, commands, memory)
+        book = RegistrationBook.recall(memory, (incoming.command for incoming in fresh))
         decided: list[Envelope] = []
         for record, envelope, command in fresh:
             try:
@@ -104,28 +111,57 @@ class RegistrationDecider:
         ]
         await outbox.stage(conn, t.outbox, staged, partition=tp.partition)
 
+        memory.staged = book
+
+        def committed() -> None:
+            memory.absorb(book)
+
         async def after_commit() -> None:
             self._unmarked.difference_update(marking)
             if staged:
                 await publish_all(self._producer, (record for _, record in staged))
                 self._unmarked.update(event_id for event_id, _ in staged)
 
-        return HandledBatch(dead_letters=dead_letters, after_commit=after_commit)
+        return HandledBatch(
+            dead_letters=dead_letters, after_commit=after_commit, committed=committed
+        )
 
-    async def _undecided(self, conn: AsyncConnection, commands: list[Incoming]) -> list[Incoming]:
-        """Drop commands decided before (redeliveries) and repeats within the batch."""
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        """Partitions (re)claimed: whatever memory held of them may be out of date."""
+        for tp in partitions:
+            self._memories.pop(tp.partition, None)
+
+    def _memory(self, tp: TopicPartition) -> PartitionMemory:
+        memory = self._memories.get(tp.partition)
+        if memory is None or memory.staged is not None:
+            memory = self._memories[tp.partition] = PartitionMemory()
+        return memory
+
+    async def _undecided(
+        self, conn: AsyncConnection, commands: list[Incoming], memory: PartitionMemory
+    ) -> list[Incoming]:
+        """Drop commands decided before (redeliveries, retried requests) and repeats within
+        the batch. A registration request naming a registration that memory, holding its
+        whole convention, has never seen cannot have been decided: only the others are looked
+        up among the decided commands."""
         if not commands:
             return []
-        ids = {str(incoming.envelope.message_id) for incoming in commands}
-        seen = set(
-            (
-                await conn.execute(
-                    select(t.decided_commands.c.command_id).where(
-                        t.decided_commands.c.command_id.in_(ids)
+        ids = {
+            str(incoming.envelope.message_id)
+            for incoming in commands
+            if not _unseen_registration(incoming.command, memory)
+        }
+        seen: set[str] = set()
+        if ids:
+            seen = set(
+                (
+                    await conn.execute(
+                        select(t.decided_commands.c.command_id).where(
+                            t.decided_commands.c.command_id.in_(ids)
+                        )
                     )
-                )
-            ).scalars()
-        )
+                ).scalars()
+            )
         fresh = []
         for incoming in commands:
             command_id = str(incoming.envelope.message_id)
@@ -141,6 +177,14 @@ class RegistrationDecider:
             async with self._engine.begin() as conn:
                 await outbox.mark_published(conn, t.outbox, marking)
             self._unmarked.difference_update(marking)
+
+
+def _unseen_registration(command: Command, memory: PartitionMemory) -> bool:
+    return (
+        isinstance(command, RegisterAttendee)
+        and memory.holds(command.convention_id)
+        and command.registration_id not in memory.registrations
+    )
 
 
 class Incoming(NamedTuple):

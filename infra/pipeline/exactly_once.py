@@ -77,10 +77,14 @@ class DeadLetter:
 
 @dataclass
 class HandledBatch:
-    """What a handler did with one partition's records inside the open transaction."""
+    """What a handler did with one partition's records inside the open transaction.
+
+    `committed` runs first once the transaction has committed (a handler that keeps state
+    in memory takes the batch's changes in there); then `after_commit` (publishing)."""
 
     dead_letters: list[DeadLetter] = field(default_factory=list)
     after_commit: AfterCommit | None = None
+    committed: Callable[[], None] | None = None
 
 
 class BatchHandler(Protocol):
@@ -110,6 +114,8 @@ class ConsumerConfig:
     max_poll_interval_ms: int = 30 * 60 * 1000
     """A transient fault is retried in the process for as long as it lasts; the group keeps
     the member meanwhile (health reports the stalled partition) instead of rebalancing."""
+    lag_commit_seconds: float = 1.0
+    """How often Kafka's committed offsets (for lag monitoring only) follow the database."""
 
 
 class PositionStore:
@@ -211,6 +217,8 @@ class ExactlyOnceConsumer:
         self._fatal: BaseException | None = None
         self._stopping = asyncio.Event()
         self._next_beat = 0.0
+        self._lag_offsets: dict[TopicPartition, int] = {}
+        self._next_lag_commit = 0.0
         self._log = log.bind(group=config.group)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
@@ -312,11 +320,14 @@ class ExactlyOnceConsumer:
                         await self._process(tp, records)
                 if time.monotonic() >= self._next_beat:
                     await self._beat()
+                if not batches or time.monotonic() >= self._next_lag_commit:
+                    await self._commit_lag()
                 if not batches:
                     await self._idle()
             if self._fatal is not None:
                 raise self._fatal
             await self._idle()
+            await self._commit_lag()
         finally:
             await self._consumer.stop()
             self._log.info("consumer_stopped")
@@ -423,18 +434,31 @@ class ExactlyOnceConsumer:
         return handled
 
     async def _finish(self, tp: TopicPartition, handled: HandledBatch, next_offset: int) -> None:
-        """After the commit: the handler's publishing, then the lag-monitoring commit. A
-        publishing failure that is not transient stops the consumer: going on would publish
-        later decisions before these; whoever takes the partition over publishes them first."""
+        """After the commit: the handler's bookkeeping and publishing; the offset is noted
+        for the next lag-monitoring commit. A publishing failure that is not transient stops
+        the consumer: going on would publish later decisions before these; whoever takes the
+        partition over publishes them first."""
+        if handled.committed is not None:
+            handled.committed()
         if handled.after_commit is not None:
             try:
                 await self._retrying(f"publish {_name(tp)}", handled.after_commit)
             except _Interrupted:
                 return
+        self._lag_offsets[tp] = next_offset
+
+    async def _commit_lag(self) -> None:
+        """Kafka's committed offsets, for lag monitoring only, at most once a second (and
+        whenever the consumer is idle): the database holds the positions that count."""
+        self._next_lag_commit = time.monotonic() + self.config.lag_commit_seconds
+        offsets = {tp: o for tp, o in self._lag_offsets.items() if tp in self._epochs}
+        self._lag_offsets.clear()
+        if not offsets:
+            return
         try:
-            await self._consumer.commit({tp: next_offset})
+            await self._consumer.commit(offsets)
         except KafkaError as exc:
-            self._log.debug("lag_commit_skipped", partition=_name(tp), error=str(exc))
+            self._log.debug("lag_commit_skipped", partitions=_names(set(offsets)), error=str(exc))
 
     def _fenced(self, tp: TopicPartition, epoch: int, exc: Fenced) -> None:
         if self._epochs.get(tp) == epoch:
