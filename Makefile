@@ -32,8 +32,8 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy schemas producers consumers projections gateway infra
 
-bench: $(STAMP) ## registration rush: the stack at BENCH_URL if it answers, else one of its own
-	$(PY) tests/perf/bench_rush.py
+bench: $(STAMP) ## issue 7's figures vs targets (BENCH_ARGS=--quick: smoke run; BENCH_URL: a stack)
+	$(PY) tests/perf/bench_rush.py $(BENCH_ARGS)
 
 clean: ## remove the venv and the run folder (local databases, broker logs)
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
