@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 from litestar.enums import ScopeType
@@ -56,46 +56,49 @@ def correlation_middleware(app: ASGIApp) -> ASGIApp:
 class LoadShedder:
     """Decides, per request, whether this gateway process takes it or answers 503 at once.
 
-    Two limits. A hard one: past `limit` requests in flight, every request is refused. And
-    one that follows the pipeline: a write (a request that waits for its decision) that
-    takes longer than `latency_target` on average means requests queue faster than they are
-    decided, so past `floor` requests in flight new ones are refused until writes are
-    answered within the target again. Under a rush the excess gets a quick "try again"
-    instead of an answer that comes too late, and the requests taken keep their latency."""
+    Requests in flight = throughput x latency (Little's law). So that the requests taken are
+    answered within about `latency_target`, at most `throughput x latency_target` of them
+    are let in at once, the throughput being the rate this process answered requests at over
+    the last second; never fewer than `floor` (a rush that starts from idle is let in while
+    the rate is measured), never more than the hard `limit`. Past capacity the excess gets a
+    quick "try again" instead of a queue that makes every answer late."""
 
     limit: int
     latency_target: float
     floor: int = 128
-    smoothing: float = 0.05
+    window: float = 1.0
     in_flight: int = 0
-    write_latency: float = 0.0
-    """Moving average of the seconds a write took to be answered."""
-    shed: int = 0
+    rate: float = 0.0
+    """Requests answered per second over the last window."""
+    _answered: int = 0
+    _window_start: float = field(default_factory=time.monotonic)
+    _shed: int = 0
     _next_report: float = 0.0
 
+    @property
+    def allowed(self) -> int:
+        return max(self.floor, min(self.limit, int(self.rate * self.latency_target)))
+
     def admit(self) -> bool:
-        if self.in_flight >= self.limit or (
-            self.in_flight > self.floor and self.write_latency > self.latency_target
-        ):
-            self.shed += 1
-            now = time.monotonic()
-            if now >= self._next_report:
-                self._next_report = now + 1.0
-                log.warning(
-                    "shedding_load",
-                    shed=self.shed,
-                    in_flight=self.in_flight,
-                    write_latency_ms=round(self.write_latency * 1000),
-                )
-                self.shed = 0
-            return False
-        return True
+        if self.in_flight < min(self.limit, self.allowed):
+            return True
+        self._shed += 1
+        now = time.monotonic()
+        if now >= self._next_report:
+            self._next_report = now + 1.0
+            log.warning(
+                "shedding_load", shed=self._shed, in_flight=self.in_flight, rate=round(self.rate)
+            )
+            self._shed = 0
+        return False
 
-    def answered_write(self, seconds: float) -> None:
-        self.write_latency += self.smoothing * (seconds - self.write_latency)
-
-
-WRITES = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+    def answered(self, now: float) -> None:
+        self._answered += 1
+        elapsed = now - self._window_start
+        if elapsed >= self.window:
+            self.rate = self._answered / elapsed
+            self._answered = 0
+            self._window_start = now
 
 
 def shed_load_middleware(limit: int, latency_target: float = 0.25) -> Callable[[ASGIApp], ASGIApp]:
@@ -115,13 +118,11 @@ def shed_load_middleware(limit: int, latency_target: float = 0.25) -> Callable[[
                 await _overloaded(scope, send)
                 return
             shedder.in_flight += 1
-            started = time.monotonic()
             try:
                 await app(scope, receive, send)
             finally:
                 shedder.in_flight -= 1
-                if scope["method"] in WRITES:
-                    shedder.answered_write(time.monotonic() - started)
+                shedder.answered(time.monotonic())
 
         return middleware
 

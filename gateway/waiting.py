@@ -111,7 +111,7 @@ class DecisionWaiter:
         *,
         stream: DecisionStream | None = None,
         projector_group: str = "",
-        interval: float = 0.01,
+        interval: float = 0.005,
         chunk: int = 1000,
         stream_grace: float = 0.25,
     ) -> None:

@@ -107,8 +107,8 @@ class Settings(BaseSettings):
     max_in_flight: int = 4096
     """Requests a gateway process serves at once; past that it answers 503 at once."""
     shed_latency_ms: float = 250.0
-    """Writes answered slower than this on average mean requests queue faster than they are
-    decided: past 128 requests in flight, a gateway process then answers 503."""
+    """The latency a gateway process keeps its answers to: it lets in at most as many
+    requests at once as it answers in this time (at least 128), and answers 503 past that."""
     stall_seconds: float = 30.0
     """A consumer with lag and no progress for this long makes /health answer 503."""
     dedup_retention_hours: float = 14 * 24

@@ -100,6 +100,7 @@ class BatchHandler(Protocol):
 class ConsumerConfig:
     group: str
     topics: tuple[str, ...]
+    """In the order a poll's batches are applied."""
     dead_letter_topic: str
     bootstrap_servers: str
     max_records: int = 500
@@ -315,9 +316,9 @@ class ExactlyOnceConsumer:
                 )
                 if self._fatal is not None:
                     raise self._fatal
-                for tp, records in batches.items():
-                    if records:
-                        await self._process(tp, records)
+                for tp in sorted(batches, key=self._priority):
+                    if batches[tp]:
+                        await self._process(tp, batches[tp])
                 if time.monotonic() >= self._next_beat:
                     await self._beat()
                 if not batches or time.monotonic() >= self._next_lag_commit:
@@ -459,6 +460,11 @@ class ExactlyOnceConsumer:
             await self._consumer.commit(offsets)
         except KafkaError as exc:
             self._log.debug("lag_commit_skipped", partitions=_names(set(offsets)), error=str(exc))
+
+    def _priority(self, tp: TopicPartition) -> tuple[int, int]:
+        """Batches are applied in the order the config lists their topics: the website
+        projector applies decisions before the pending registrations it shows meanwhile."""
+        return self.config.topics.index(tp.topic), tp.partition
 
     def _fenced(self, tp: TopicPartition, epoch: int, exc: Fenced) -> None:
         if self._epochs.get(tp) == epoch:

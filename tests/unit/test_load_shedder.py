@@ -1,4 +1,4 @@
-"""The gateway's load shedder: the hard limit, and the limit that follows write latency."""
+"""The gateway's load shedder: a hard limit, and a limit that follows the answer rate."""
 
 from __future__ import annotations
 
@@ -13,21 +13,22 @@ def test_past_the_hard_limit_everything_is_refused() -> None:
     assert shedder.admit()
 
 
-def test_slow_writes_refuse_new_requests_only_past_the_floor() -> None:
-    shedder = LoadShedder(limit=1000, latency_target=0.2, floor=4, smoothing=1.0)
-    shedder.answered_write(0.9)
-    shedder.in_flight = 4
-    assert shedder.admit(), "at the floor a request is taken however slow writes are"
-    shedder.in_flight = 5
-    assert not shedder.admit()
-
-
-def test_shedding_stops_once_writes_are_answered_in_time_again() -> None:
-    shedder = LoadShedder(limit=1000, latency_target=0.2, floor=4, smoothing=0.5)
-    shedder.in_flight = 50
-    shedder.answered_write(1.0)
-    assert not shedder.admit()
-    for _ in range(10):
-        shedder.answered_write(0.05)
-    assert shedder.write_latency < 0.2
+def test_before_any_rate_is_known_the_floor_is_let_in() -> None:
+    shedder = LoadShedder(limit=1000, latency_target=0.25, floor=4)
+    shedder.in_flight = 3
     assert shedder.admit()
+    shedder.in_flight = 4
+    assert not shedder.admit()
+
+
+def test_the_limit_is_what_the_process_answers_within_the_target() -> None:
+    shedder = LoadShedder(limit=1000, latency_target=0.25, floor=4, window=1.0)
+    start = shedder._window_start
+    for i in range(800):
+        shedder.answered(start + (i + 1) / 800)
+    assert shedder.rate == 800
+    assert shedder.allowed == int(shedder.rate * 0.25)
+    shedder.in_flight = shedder.allowed - 1
+    assert shedder.admit()
+    shedder.in_flight = shedder.allowed
+    assert not shedder.admit()
