@@ -33,8 +33,8 @@ from gateway.views import RegistrationView
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_SOURCE_TOPIC,
+    HEADER_TYPE,
     UndecodableMessage,
-    decode_envelope,
     header,
 )
 from schemas.registration import (
@@ -43,7 +43,7 @@ from schemas.registration import (
     RegistrationRejected,
     RegistrationRequestRefused,
 )
-from schemas.registry import payload_of
+from schemas.registry import decode_message
 
 log = structlog.get_logger(__name__)
 
@@ -294,7 +294,7 @@ class DecisionStream:
             command_id = raw.get("causation_id")
             if command_id not in waiting.tickets:
                 return
-            outcome = _outcome_of(record.value)
+            outcome = _outcome_of(record.value, header(record.headers, HEADER_TYPE))
             if outcome is not None:
                 waiting.note(
                     command_id, Decided(outcome, record.topic, record.partition, record.offset)
@@ -318,11 +318,10 @@ class DecisionStream:
             )
 
 
-def _outcome_of(value: bytes | None) -> Outcome | None:
+def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
     """A registration decision as the read model would answer it once projected; None for a
     decision whose answer needs the read model."""
-    envelope = decode_envelope(value)
-    event = payload_of(envelope)
+    envelope, event = decode_message(value, type_name)
     at = envelope.occurred_at.astimezone(UTC)
 
     def view(status: str, reason: str | None) -> RegistrationView:

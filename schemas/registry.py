@@ -5,16 +5,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
-from schemas.envelope import Envelope, UndecodableMessage, describe_validation_error
+from schemas.envelope import (
+    Envelope,
+    UndecodableMessage,
+    decode_envelope,
+    describe_validation_error,
+)
 from schemas.registration import COMMANDS, EVENTS, Message
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {cls.message_type: cls for cls in COMMANDS + EVENTS}
+M = TypeVar("M", bound=Message)
 
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
 """(type, version) -> pure function turning a version-N payload into version N+1."""
@@ -42,6 +48,41 @@ def payload_of(envelope: Envelope) -> Message:
         raise UndecodableMessage(
             f"invalid {envelope.type} payload: {describe_validation_error(exc)}"
         ) from exc
+
+
+class _Typed(Envelope, Generic[M]):
+    """An envelope and its typed payload validated in one pass over the JSON, about twice as
+    fast as `decode_envelope` then `payload_of`. It accepts a record only if both of those
+    would (same fields, same constraints), with the same values; anything it refuses goes
+    the slow way, which gives the exact error (or upcasts an older version)."""
+
+    payload: M  # type: ignore[assignment]
+
+
+_TYPED: Mapping[str, type[_Typed[Any]]] = {
+    name: _Typed[cls]  # type: ignore[valid-type]
+    for name, cls in MESSAGE_TYPES.items()
+}
+
+
+def decode_message(value: bytes | None, type_name: str | None) -> tuple[Envelope, Message]:
+    """The envelope and typed message of a record whose `type` header says `type_name`;
+    raises `UndecodableMessage` with the message `decode_envelope` and `payload_of` give.
+    (On the fast path the envelope's payload is the typed message itself.)"""
+    typed = _TYPED.get(type_name or "")
+    if typed is not None and value is not None:
+        try:
+            fast = typed.model_validate_json(value)
+        except ValidationError:
+            pass
+        else:
+            if (
+                fast.type == type_name
+                and fast.schema_version == MESSAGE_TYPES[type_name].schema_version
+            ):
+                return fast, fast.payload
+    envelope = decode_envelope(value)
+    return envelope, payload_of(envelope)
 
 
 def wrap(

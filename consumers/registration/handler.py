@@ -23,13 +23,14 @@ from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.envelope import (
+    HEADER_TYPE,
     Envelope,
     UndecodableMessage,
     correlation_of,
-    decode_envelope,
+    header,
 )
 from schemas.registration import Command, RegisterAttendee
-from schemas.registry import event_id, payload_of, wrap
+from schemas.registry import decode_message, event_id, wrap
 from schemas.topics import Topics, registration_key
 
 log = structlog.get_logger(__name__)
@@ -55,8 +56,9 @@ class RegistrationDecider:
         commands: list[Incoming] = []
         for record in records:
             try:
-                envelope = decode_envelope(record.value)
-                message = payload_of(envelope)
+                envelope, message = decode_message(
+                    record.value, header(record.headers, HEADER_TYPE)
+                )
                 if not isinstance(message, Command):
                     raise UndecodableMessage(f"{envelope.type} is not a command")
                 commands.append(Incoming(record, envelope, message))
