@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from schemas.identity import (
     MAX_LOCAL_PART_LENGTH,
+    PLAIN_ADDRESS,
     InvalidEmail,
     InvalidText,
     check_text,
@@ -15,6 +17,7 @@ from schemas.identity import (
     email_key,
     identity_hash,
 )
+from schemas.identity import _validate_plain as _validate_plain
 
 
 @pytest.mark.parametrize(
@@ -279,3 +282,72 @@ def test_an_address_with_blanks_around_it_counts_its_length_without_them() -> No
     address = f"{local}@{domain}"
     assert len(address) <= 254
     assert email_key(f"  {address}  ") == email_key(address)
+
+
+PLAIN_EDGES = [
+    "ada@example.org",
+    "Postmaster@Example.ORG",
+    "ABUSE@example.org",
+    "a.b.c@x.example",
+    ".ada@example.org",
+    "ada.@example.org",
+    "a..b@example.org",
+    "ada@localhost",
+    "ada@example",
+    "ada@example.test",
+    "ada@example.invalid",
+    "ada@example.local",
+    "ada@123.456",
+    "ada@-example.org",
+    "ada@example-.org",
+    "ada@exa_mple.org",
+    "ada@example..org",
+    "ada@.example.org",
+    "ada@example.org.",
+    "ada@xn--bcher-kva.example",
+    "ada@xn--zz.example",
+    "ada@example.o",
+    "ada@example.123",
+    "a" * 64 + "@example.org",
+    "a" * 65 + "@example.org",
+    "ada@" + "a" * 63 + ".org",
+    "ada@" + "a" * 64 + ".org",
+    "a" * 60 + "@" + ".".join(["b" * 60] * 3) + ".org",
+    "a" * 64 + "@" + ".".join(["b" * 61] * 3) + ".org",
+    "!#$%&'*+/=?^_`{|}~-@example.org",
+]
+
+
+def _full(address: str) -> tuple[str, str, str | None] | str:
+    try:
+        checked = validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc)
+    return checked.normalized, checked.ascii_domain, checked.ascii_email
+
+
+def _plain(address: str) -> tuple[str, str, str | None] | str:
+    """The fast path's answer, where it applies (elsewhere the validator itself answers)."""
+    plain = PLAIN_ADDRESS.fullmatch(address)
+    if plain is None:
+        return _full(address)
+    try:
+        checked = _validate_plain(plain[1], plain[2])
+    except EmailNotValidError as exc:
+        return str(exc)
+    return checked.normalized, checked.ascii_domain, checked.ascii_email
+
+
+@pytest.mark.parametrize("address", PLAIN_EDGES)
+def test_plain_addresses_are_validated_exactly_as_the_validator_does(address: str) -> None:
+    assert _plain(address) == _full(address)
+
+
+PLAIN_LOCAL = st.text("abcXYZ019.!#$%&'*+/=?^_`{|}~-", min_size=1, max_size=70)
+PLAIN_DOMAIN = st.text("abcxyz019.-", min_size=1, max_size=80)
+
+
+@given(PLAIN_LOCAL, PLAIN_DOMAIN)
+def test_any_plain_address_gets_the_validators_own_answer(local: str, domain: str) -> None:
+    address = f"{local}@{domain}"
+    assert _plain(address) == _full(address)
