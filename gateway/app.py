@@ -20,7 +20,8 @@ def create_app(
     *,
     max_body_bytes: int = 64 * 1024,
     max_in_flight: int = 4096,
-    shed_latency_seconds: float = 0.25,
+    shed_latency_seconds: float = 0.2,
+    shed_floor: int = 200,
 ) -> Litestar:
     async def start() -> None:
         await gateway.publisher.start()
@@ -46,7 +47,7 @@ def create_app(
         on_shutdown=[stop],
         middleware=[
             correlation_middleware,
-            shed_load_middleware(max_in_flight, shed_latency_seconds),
+            shed_load_middleware(max_in_flight, shed_latency_seconds, shed_floor),
         ],
         request_max_body_size=max_body_bytes,
         openapi_config=OpenAPIConfig(

@@ -65,7 +65,7 @@ class LoadShedder:
 
     limit: int
     latency_target: float
-    floor: int = 128
+    floor: int = 200
     window: float = 1.0
     in_flight: int = 0
     rate: float = 0.0
@@ -101,13 +101,15 @@ class LoadShedder:
             self._window_start = now
 
 
-def shed_load_middleware(limit: int, latency_target: float = 0.25) -> Callable[[ASGIApp], ASGIApp]:
+def shed_load_middleware(
+    limit: int, latency_target: float = 0.2, floor: int = 200
+) -> Callable[[ASGIApp], ASGIApp]:
     """Answers 503 with Retry-After when a `LoadShedder` with these limits says so; /health
     is always answered.
 
     Litestar builds a middleware once per route handler, so the shedder lives here, shared
     by every route the returned factory wraps: its limits are per gateway process."""
-    shedder = LoadShedder(limit, latency_target)
+    shedder = LoadShedder(limit, latency_target, floor)
 
     def build(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:

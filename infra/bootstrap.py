@@ -122,6 +122,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         max_body_bytes=settings.http.max_body_bytes,
         max_in_flight=settings.max_in_flight,
         shed_latency_seconds=settings.shed_latency_ms / 1000,
+        shed_floor=settings.shed_floor,
     )
 
 

@@ -106,9 +106,12 @@ class Settings(BaseSettings):
     decision_wait_seconds: float = 5.0
     max_in_flight: int = 4096
     """Requests a gateway process serves at once; past that it answers 503 at once."""
-    shed_latency_ms: float = 250.0
+    shed_latency_ms: float = 200.0
     """The latency a gateway process keeps its answers to: it lets in at most as many
-    requests at once as it answers in this time (at least 128), and answers 503 past that."""
+    requests at once as it answers in this time, and answers 503 past that."""
+    shed_floor: int = 200
+    """Requests a gateway process always lets in at once (while its answer rate is unknown,
+    or low), up to `max_in_flight`."""
     stall_seconds: float = 30.0
     """A consumer with lag and no progress for this long makes /health answer 503."""
     dedup_retention_hours: float = 14 * 24
