@@ -32,7 +32,7 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy schemas producers consumers projections gateway infra
 
-bench: $(STAMP) ## issue 7's figures vs targets (BENCH_ARGS=--quick: smoke run; BENCH_URL: a stack)
+bench: $(STAMP) ## speed figures against their targets (BENCH_ARGS=--quick: a short run)
 	$(PY) tests/perf/bench_rush.py $(BENCH_ARGS)
 
 clean: ## remove the venv and the run folder (local databases, broker logs)

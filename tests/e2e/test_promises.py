@@ -345,3 +345,29 @@ async def _events_about(
     return envelopes_about(
         await read_topic(stack.settings, topics.registration_events), registration_id
     )
+
+
+async def test_what_a_client_is_answered_it_reads_back_at_once(stack: Stack) -> None:
+    """Decisions are answered from the event stream; the answer waits until the website
+    projector has applied it, so the very next read shows it: the registration's status and
+    reason, and the convention's seat counts."""
+    quota = 12
+    convention_id = await create_open_convention(stack, quota)
+    url = f"/api/v1/conventions/{convention_id}/registrations"
+
+    async def register_then_read(client: httpx.AsyncClient, i: int) -> tuple[int, dict[str, Any]]:
+        body = {"email": f"reader{i}@example.org", "name": f"Reader {i}", "badge_type": "STD"}
+        answer = await client.post(url, json=body)
+        assert answer.status_code in (201, 409), answer.text
+        read = await client.get(answer.headers["location"])
+        assert read.status_code == 200, read.text
+        return answer.status_code, dict(read.json())
+
+    async with stack.client(limits=httpx.Limits(max_connections=40)) as client:
+        results = await asyncio.gather(*(register_then_read(client, i) for i in range(40)))
+    for status, read in results:
+        expected = ("confirmed", None) if status == 201 else ("rejected", "sold_out")
+        assert (read["status"], read["reason"]) == expected, read
+    assert Counter(status for status, _ in results) == {201: quota, 409: 40 - quota}
+    counts = await badge_counts(stack, convention_id)
+    assert counts == {"quota": quota, "sold": quota, "remaining": 0}

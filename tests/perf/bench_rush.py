@@ -1,4 +1,4 @@
-"""`make bench`: the figures issue 7 asks of Butterfly's registration path, each against its
+"""`make bench`: the speed figures of Butterfly's registration path, each against its
 target, on this machine with the load generator sharing it.
 
 Uses the stack at BENCH_URL (or `--url`) if it is set and its /health answers 200; otherwise

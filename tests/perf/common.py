@@ -84,7 +84,7 @@ class Figure:
 
 @dataclass
 class Summary:
-    """The figures issue 7 asks for, each against its target, printed as a table at the end."""
+    """The speed figures, each against its target, printed as a table at the end."""
 
     figures: list[Figure] = field(default_factory=list)
 
