@@ -17,6 +17,7 @@ from projections.website import tables as r
 from schemas.registration import CancelRegistration, RegisterAttendee
 from schemas.topics import Topics
 from tests.conftest import StackFactory
+from tests.integration.test_pipeline import _snapshot
 from tests.support import (
     command_envelope,
     count,
@@ -32,21 +33,6 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
-
-
-async def _snapshot(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
-    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
-        snapshot = {}
-        for table in (
-            r.conventions,
-            r.badge_types,
-            r.registrations,
-            r.command_outcomes,
-            r.applied_events,
-        ):
-            rows = (await conn.execute(select(table))).all()
-            snapshot[table.name] = sorted(tuple(row) for row in rows)
-    return snapshot
 
 
 async def _positions(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
