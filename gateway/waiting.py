@@ -49,6 +49,7 @@ log = structlog.get_logger(__name__)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+FAILED_POLL_PAUSE = 1.0
 
 
 @dataclass(eq=False)
@@ -171,8 +172,11 @@ class DecisionWaiter:
                 await self._waiting.wake.wait()
             try:
                 await self._poll()
-            except Exception:
-                log.exception("decision_poll_failed")
+            except Exception as exc:
+                # The read model not answering: waiting requests end as 202 at their
+                # deadline; ask again in a second rather than log 200 failures a second.
+                log.warning("decision_poll_failed", error=repr(exc))
+                await asyncio.sleep(FAILED_POLL_PAUSE)
             await asyncio.sleep(self._interval)
 
     async def _poll(self) -> None:
