@@ -72,6 +72,12 @@ def _relay(settings: Settings, args: argparse.Namespace) -> None:
     _run_role(main())
 
 
+def _partner_sim(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.simulators.lodging.api import run_partner_sim
+
+    run_partner_sim(settings, args.port or settings.partner_port)
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
     from infra.migrate import migrate
 
@@ -284,6 +290,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("relay", help="republish outbox events whose publisher died")
     p.set_defaults(func=_relay)
+
+    p = sub.add_parser(
+        "partner-sim",
+        help="run the lodging partner simulator (a housing bureau with its own API, "
+        "database and topic)",
+    )
+    p.add_argument("--port", type=int, default=None, help="default: BUTTERFLY_PARTNER_PORT")
+    p.set_defaults(func=_partner_sim)
 
     p = sub.add_parser("migrate", help="create the databases and apply migrations")
     p.set_defaults(func=_migrate)

@@ -16,6 +16,8 @@ import structlog
 from infra.migrate import drop_databases, migrate
 from infra.services import ServiceUnavailable, ensure_kafka, ensure_mariadb
 from infra.settings import Settings
+from infra.simulators.lodging.store import database_name as partner_database
+from infra.simulators.lodging.store import drop_store
 from infra.supervisor import Role, Supervisor
 from producers.kafka import ensure_topics
 from schemas.topics import Topics
@@ -36,16 +38,24 @@ def admin_token(settings: Settings, run_dir: Path) -> str:
     return token
 
 
-def dev_roles(env: dict[str, str], python: str = sys.executable) -> list[Role]:
-    """Every role as its own process, `env` added to this process's environment."""
+def dev_roles(
+    env: dict[str, str], python: str = sys.executable, *, partner_port: int | None = None
+) -> list[Role]:
+    """Every role as its own process, `env` added to this process's environment; with a
+    `partner_port`, the lodging partner simulator too. It is left out otherwise because it
+    keeps a database of its own (`<db_prefix>_partner`) that whoever starts it must also
+    drop, and listens on a port of its own that must be free."""
     cli = [python, "-m", "infra.cli"]
-    return [
+    roles = [
         Role("gateway", [*cli, "gateway"], env),
         Role("decider.registration", [*cli, "decider", "registration"], env),
         Role("projector.website", [*cli, "projector", "website"], env),
         Role("projector.reporting", [*cli, "projector", "reporting"], env),
         Role("relay", [*cli, "relay"], env),
     ]
+    if partner_port is not None:
+        roles.append(Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env))
+    return roles
 
 
 async def announce_ready(url: str, within: float = 120.0) -> None:
@@ -83,9 +93,10 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
                 "restarts, so the databases start empty with it"
                 if broker
                 else "--fresh",
-                databases=settings.db.names(),
+                databases=[*settings.db.names(), partner_database(settings)],
             )
             await drop_databases(settings)
+            await drop_store(settings)
         await migrate(settings)
         topics = Topics(settings.topic_prefix)
         await ensure_topics(
@@ -103,12 +114,14 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         }
         base = f"http://{settings.http_host}:{settings.http_port}"
+        partner = f"http://{settings.http_host}:{settings.partner_port}/partner"
         print(
             "\nButterfly is starting:\n"
             f"  API        {base}/api/v1/conventions\n"
             f"  OpenAPI    {base}/schema/openapi.json  (Swagger UI: {base}/schema/swagger)\n"
             f"  Health     {base}/health  (ready: {base}/health/ready)\n"
             f"  Admin      Authorization: Bearer {token}\n"
+            f"  Partner    {partner}/v1  (lodging simulator; faults: {partner}/admin/faults)\n"
             f"  Kafka      {bootstrap}\n"
             f"  MariaDB    {settings.db.server_url().render_as_string()} "
             f"({', '.join(settings.db.names())})\n"
@@ -117,7 +130,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         )
         announcing = asyncio.create_task(announce_ready(f"{base}/health/ready"))
         try:
-            await Supervisor().run(dev_roles(env))
+            await Supervisor().run(dev_roles(env, partner_port=settings.partner_port))
         finally:
             announcing.cancel()
     finally:

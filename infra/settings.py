@@ -119,6 +119,26 @@ class Settings(BaseSettings):
     topic keeps its records."""
     log_level: str = "INFO"
     run_dir: str = ".run"
+    partner_port: int = 8100
+    """Where the lodging partner simulator (`butterfly partner-sim`) listens."""
+    partner_latency_ms: float = 0.0
+    """Added to every partner API request."""
+    partner_error_rate: float = 0.0
+    """Share of partner API requests answered 503 without taking effect."""
+    partner_timeout_rate: float = 0.0
+    """Share of partner API requests that take effect but are answered 504 only after
+    `partner_timeout_seconds`."""
+    partner_timeout_seconds: float = 10.0
+    partner_duplicate_rate: float = 0.0
+    """Share of partner events published twice."""
+    partner_reorder_rate: float = 0.0
+    """Share of partner events held back `partner_reorder_delay_seconds`, so later ones
+    overtake them."""
+    partner_reorder_delay_seconds: float = 1.0
+    partner_outage_seconds: float = 0.0
+    """The partner API answers 503 to everything for this long after the simulator starts."""
+    partner_seed: int = 0
+    """Seeds the partner's misbehaviour, so a run with the same faults misbehaves the same."""
 
     def __init__(self, **values: Any) -> None:
         values.setdefault("_env_file", env_file_from_environment())
