@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from infra.bootstrap import build_gateway_app
 from infra.logging import configure_logging
+from infra.runtime import tune_garbage_collection
 from infra.settings import get_settings
 
+tune_garbage_collection()
 _settings = get_settings()
 configure_logging("gateway", _settings.log_level)
 app = build_gateway_app(_settings)

@@ -15,6 +15,7 @@ import uvloop
 
 from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
+from infra.runtime import tune_garbage_collection
 from infra.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -45,7 +46,9 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> None:
 
 def _run_role(main: Coroutine[Any, Any, None]) -> None:
     """Long-running roles run on uvloop: their time goes to sockets (Kafka, MariaDB), where
-    uvloop's event loop costs a fraction of asyncio's."""
+    uvloop's event loop costs a fraction of asyncio's; see infra.runtime for their garbage
+    collection."""
+    tune_garbage_collection()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
 
