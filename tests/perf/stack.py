@@ -103,10 +103,10 @@ def start_stack() -> Stack:
     from infra.settings import Settings
 
     tag = secrets.token_hex(4)
-    http_port = free_port()
-    kafka_port = free_port()
-    while kafka_port == http_port:
-        kafka_port = free_port()
+    ports: set[int] = set()
+    while len(ports) < 3:
+        ports.add(free_port())
+    http_port, partner_port, kafka_port = sorted(ports)
     run_dir = Path(tempfile.mkdtemp(prefix=f"butterfly-bench-{tag}-"))
     settings = Settings()
     stack = Stack(
@@ -121,6 +121,7 @@ def start_stack() -> Stack:
     )
     overrides = {
         "BUTTERFLY_HTTP_PORT": str(http_port),
+        "BUTTERFLY_PARTNER_PORT": str(partner_port),
         "BUTTERFLY_EMBEDDED_KAFKA_PORT": str(kafka_port),
         "BUTTERFLY_TOPIC_PREFIX": stack.topic_prefix,
         "BUTTERFLY_DB_PREFIX": stack.db_prefix,
@@ -196,6 +197,7 @@ def _role_environment(dev_pid: int) -> dict[str, str]:
 
 def stop_stack(stack: Stack, *, keep_logs: bool) -> None:
     from infra.migrate import drop_databases
+    from infra.simulators.lodging.store import drop_store
 
     process = stack.process
     if process is None:
@@ -227,7 +229,8 @@ def stop_stack(stack: Stack, *, keep_logs: bool) -> None:
     summarise_log(stack)
     try:
         asyncio.run(drop_databases(stack.settings()))
-        line("databases", f"dropped {stack.db_prefix}_*")
+        asyncio.run(drop_store(stack.settings()))
+        line("databases", f"dropped {stack.db_prefix}_* (the lodging partner's too)")
     except Exception as exc:
         line("databases", f"could not drop {stack.db_prefix}_*: {exc!r}")
     if not stack.owns_broker:
