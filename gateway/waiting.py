@@ -268,6 +268,8 @@ class DecisionStream:
         log.info("decision_stream_following", partitions=len(partitions))
         while True:
             batches = await self._consumer.getmany(timeout_ms=500, max_records=5000)
+            if not waiting.tickets:
+                continue
             for records in batches.values():
                 for record in records:
                     self._answer(record, waiting)
@@ -292,18 +294,15 @@ class DecisionStream:
             if record.topic == self._dead_letter_topic:
                 self._answer_set_aside(record, waiting)
                 return
-            raw: Any = json.loads(record.value or b"")
-            if not isinstance(raw, dict):
-                return
-            command_id = raw.get("causation_id")
-            if command_id not in waiting.tickets:
+            command_id = _field(record.value, "causation_id")
+            if command_id is None or command_id not in waiting.tickets:
                 return
             outcome = _outcome_of(record.value, header(record.headers, HEADER_TYPE))
             if outcome is not None:
                 waiting.note(
                     command_id, Decided(outcome, record.topic, record.partition, record.offset)
                 )
-        except (ValueError, UndecodableMessage):
+        except (ValueError, RecursionError, UndecodableMessage):
             return
 
     def _answer_set_aside(self, record: ConsumerRecord[bytes, bytes], waiting: _Waiting) -> None:
@@ -313,13 +312,20 @@ class DecisionStream:
             or header(headers, HEADER_SOURCE_TOPIC) != self._commands_topic
         ):
             return
-        raw: Any = json.loads(record.value or b"")
-        command_id = raw.get("message_id") if isinstance(raw, dict) else None
-        if command_id in waiting.tickets:
+        command_id = _field(record.value, "message_id")
+        if command_id is not None and command_id in waiting.tickets:
             outcome = Outcome(REJECTED, SET_ASIDE, None)
             waiting.note(
                 command_id, Decided(outcome, record.topic, record.partition, record.offset)
             )
+
+
+def _field(value: bytes | None, name: str) -> str | None:
+    """A top-level text field of a record's JSON body, or None: whatever else a record holds
+    (not JSON, not an object, a list where an id belongs) concerns nobody waiting here."""
+    raw: Any = json.loads(value or b"")
+    found = raw.get(name) if isinstance(raw, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
