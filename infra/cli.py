@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 log = structlog.get_logger("butterfly")
 
 
+KEEP_ALIVE_MARGIN_SECONDS = 10
+"""Idle connections stay open this much longer than a decision wait: a client's other
+connections sit idle while one request waits for its decision, and with uvicorn's 5 s
+default the server closed them just as the client reused them ("server disconnected")."""
+
+
 def _gateway(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
@@ -38,6 +44,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> None:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=10,
+        timeout_keep_alive=int(settings.decision_wait_seconds) + KEEP_ALIVE_MARGIN_SECONDS,
         loop="uvloop",
         http="httptools",
         backlog=4096,
