@@ -5,14 +5,17 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
+    Text,
     text,
 )
-from sqlalchemy.dialects.mysql import DATETIME
+from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -48,6 +51,38 @@ def consumer_positions_table(metadata: MetaData) -> Table:
     )
 
 
+def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
+    """A decider's transactional outbox. `partition_no` is the command partition whose
+    decisions staged the row: whoever takes that partition over publishes its leftovers
+    before deciding anything new."""
+    return Table(
+        name,
+        metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False, unique=True),
+        Column("topic", String(200), nullable=False),
+        Column("message_key", String(400), nullable=False),
+        Column("headers", Text, nullable=False),
+        Column("value", LargeBinary().with_variant(LONGBLOB(), "mysql"), nullable=False),
+        Column("created_at", DATETIME(fsp=6), nullable=False),
+        Column("published_at", DATETIME(fsp=6), nullable=True),
+        Column("partition_no", Integer, nullable=True),
+        Index(f"ix_{name}_unpublished", "published_at", "seq"),
+        Index(f"ix_{name}_partition_unpublished", "partition_no", "published_at", "seq"),
+    )
+
+
+def decided_commands_table(metadata: MetaData, name: str = "decided_commands") -> Table:
+    """The commands a decider has decided, so a redelivered one is decided once."""
+    return Table(
+        name,
+        metadata,
+        Column("command_id", String(36), primary_key=True),
+        Column("decided_at", DATETIME(fsp=6), nullable=False),
+        Index(f"ix_{name}_decided_at", "decided_at"),
+    )
+
+
 def add_consumer_progress_columns() -> None:
     """Migration step shared by the three databases: when each partition last moved, how
     many of its records went to the dead-letter topic, and its owner's last heartbeat."""
@@ -59,3 +94,13 @@ def add_consumer_progress_columns() -> None:
         Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
     )
     op.add_column("consumer_positions", Column("seen_at", DATETIME(fsp=6), nullable=True))
+
+
+def merged_metadata(*parts: MetaData) -> MetaData:
+    """One database's tables declared by several components (the write database holds the
+    registration and lodging deciders' tables), as one metadata for Alembic."""
+    merged = MetaData()
+    for part in parts:
+        for table in part.tables.values():
+            table.to_metadata(merged)
+    return merged

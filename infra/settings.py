@@ -139,6 +139,24 @@ class Settings(BaseSettings):
     """The partner API answers 503 to everything for this long after the simulator starts."""
     partner_seed: int = 0
     """Seeds the partner's misbehaviour, so a run with the same faults misbehaves the same."""
+    partner_url: str = ""
+    """Where the lodging process manager calls the partner; empty: the simulator on
+    `partner_port` of `http_host`."""
+    lodging_call_timeout_seconds: float = 5.0
+    """A partner call not answered in this long counts as failed (and is retried with the
+    same idempotency key)."""
+    lodging_concurrency: int = 32
+    """Partner calls one lodging process makes at once."""
+    lodging_circuit_failures: int = 5
+    """Consecutive failed partner calls that open the circuit breaker."""
+    lodging_circuit_open_seconds: float = 5.0
+    """How long an open circuit makes no calls before one probe call tries the partner."""
+    lodging_give_up_seconds: float = 900.0
+    """A step still failing after this long is parked for an admin to retry."""
+
+    @property
+    def partner_base_url(self) -> str:
+        return self.partner_url.rstrip("/") or f"http://{self.http_host}:{self.partner_port}"
 
     def __init__(self, **values: Any) -> None:
         values.setdefault("_env_file", env_file_from_environment())

@@ -15,11 +15,14 @@ from schemas.envelope import (
     decode_envelope,
     describe_validation_error,
 )
+from schemas.lodging import LODGING_COMMANDS, LODGING_EVENTS
 from schemas.registration import COMMANDS, EVENTS, Message
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
-MESSAGE_TYPES: Mapping[str, type[Message]] = {cls.message_type: cls for cls in COMMANDS + EVENTS}
+MESSAGE_TYPES: Mapping[str, type[Message]] = {
+    cls.message_type: cls for cls in COMMANDS + EVENTS + LODGING_COMMANDS + LODGING_EVENTS
+}
 M = TypeVar("M", bound=Message)
 
 UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}

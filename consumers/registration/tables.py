@@ -7,16 +7,14 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
-    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     String,
     Table,
-    Text,
 )
-from sqlalchemy.dialects.mysql import BINARY, DATETIME, LONGBLOB
+from sqlalchemy.dialects.mysql import BINARY
 
-from infra.db import consumer_positions_table
+from infra.db import consumer_positions_table, decided_commands_table, outbox_table
 
 metadata = MetaData()
 
@@ -59,30 +57,8 @@ are `identity_hash`es of it, compared byte for byte. `active_key` is set only wh
 confirmed: the database itself refuses a second active registration for one e-mail in one
 convention."""
 
-decided_commands = Table(
-    "decided_commands",
-    metadata,
-    Column("command_id", String(36), primary_key=True),
-    Column("decided_at", DATETIME(fsp=6), nullable=False),
-    Index("ix_decided_commands_decided_at", "decided_at"),
-)
+decided_commands = decided_commands_table(metadata)
 
-outbox = Table(
-    "outbox",
-    metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=True),
-    Column("event_id", String(36), nullable=False, unique=True),
-    Column("topic", String(200), nullable=False),
-    Column("message_key", String(400), nullable=False),
-    Column("headers", Text, nullable=False),
-    Column("value", LargeBinary().with_variant(LONGBLOB(), "mysql"), nullable=False),
-    Column("created_at", DATETIME(fsp=6), nullable=False),
-    Column("published_at", DATETIME(fsp=6), nullable=True),
-    Column("partition_no", Integer, nullable=True),
-    Index("ix_outbox_unpublished", "published_at", "seq"),
-    Index("ix_outbox_partition_unpublished", "partition_no", "published_at", "seq"),
-)
-"""`partition_no` is the command partition whose decisions staged the row: whoever takes that
-partition over publishes its leftovers before deciding anything new."""
+outbox = outbox_table(metadata)
 
 consumer_positions = consumer_positions_table(metadata)

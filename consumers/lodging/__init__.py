@@ -1,0 +1,2 @@
+"""Lodging: the decider of room requests and blocks, and the process manager that calls the
+lodging partner."""
