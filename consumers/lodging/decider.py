@@ -574,6 +574,22 @@ def _corrected(request: RoomRequest, correction: Correction) -> list[Event]:
             return []
         return [RoomWaitlisted(convention_id=cid, request_id=rid, hotel=hotel, ack=ack)]
     if (
+        correction.status is RoomStatus.HELD
+        and request.status is RoomStatus.WAITLISTED
+        and hotel is not None
+        and ack is not None
+    ):
+        return [
+            RoomHeld(
+                convention_id=cid,
+                request_id=rid,
+                hotel=hotel,
+                ack=ack,
+                stay=stay,
+                total_cents=total or 0,
+            )
+        ]
+    if (
         request.rooms_taken
         and hotel is not None
         and ack is not None

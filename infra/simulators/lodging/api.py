@@ -252,7 +252,9 @@ async def list_reservations(partner: Partner, request: Request[Any, Any, Any]) -
     convention_id = request.query_params.get("convention_id")
     if not convention_id:
         raise Refusal(422, "invalid_request", "query parameter convention_id is required")
-    return _json({"reservations": await partner.open_bureau.reservations(convention_id)})
+    reference = request.query_params.get("reference")
+    found = await partner.open_bureau.reservations(convention_id, reference=reference)
+    return _json({"reservations": found})
 
 
 @get("/reservations/{ack:str}")

@@ -447,14 +447,16 @@ class Bureau:
             raise Refusal(404, "unknown_reservation", f"no reservation {ack}")
         return reservation_json(row)
 
-    async def reservations(self, convention_id: str) -> list[dict[str, Any]]:
+    async def reservations(
+        self, convention_id: str, *, reference: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The convention's reservations, or only those made under `reference`."""
         r = store.reservations.c
+        query = select(store.reservations).where(r.convention_id == convention_id)
+        if reference is not None:
+            query = query.where(r.reference == reference)
         async with self.engine.connect() as conn:
-            rows = await conn.execute(
-                select(store.reservations)
-                .where(r.convention_id == convention_id)
-                .order_by(r.created_at, r.ack)
-            )
+            rows = await conn.execute(query.order_by(r.created_at, r.ack))
             return [reservation_json(row) for row in rows]
 
     async def _on_reservation(
