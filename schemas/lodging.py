@@ -264,7 +264,7 @@ class RecordHold(Command):
     hotel: HotelCode
     outcome: Literal["held", "waitlisted", "refused"]
     ack: Ack | None = None
-    total_cents: int | None = Field(default=None, ge=0)
+    total_cents: int | None = Field(default=None, ge=0, le=MAX_NIGHTS * 100_000_000)
     reason: Reason | None = None
 
 
@@ -314,20 +314,20 @@ class ApplyPartnerReservation(Command):
 
     message_type: ClassVar[str] = "ApplyPartnerReservation"
     partner_event_id: Annotated[str, Field(min_length=1, max_length=64)]
-    sequence: int = Field(ge=0)
+    sequence: int = Field(ge=0, le=2**63 - 1)
     change: Literal["held", "waitlisted", "confirmed", "cancelled", "modified"]
     by: Literal["guest", "hotel"]
     ack: Ack
     reference: Annotated[str, Field(max_length=200)]
     hotel: HotelCode
     stay: Stay
-    total_cents: int = Field(ge=0)
+    total_cents: int = Field(ge=0, le=MAX_NIGHTS * 100_000_000)
 
 
 class ApplyPartnerBlock(Command):
     message_type: ClassVar[str] = "ApplyPartnerBlock"
     partner_event_id: Annotated[str, Field(min_length=1, max_length=64)]
-    sequence: int = Field(ge=0)
+    sequence: int = Field(ge=0, le=2**63 - 1)
     hotel: HotelCode
     room_type: RoomType
     night: date
