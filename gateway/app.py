@@ -10,6 +10,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from gateway.conventions import AdminConventionController, ConventionController
 from gateway.deps import Gateway
 from gateway.health import health, ready
+from gateway.lodging import AdminLodgingController, LodgingController
 from gateway.middleware import correlation_middleware, shed_load_middleware
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
@@ -38,6 +39,8 @@ def create_app(
             ConventionController,
             AdminConventionController,
             RegistrationController,
+            LodgingController,
+            AdminLodgingController,
             health,
             ready,
         ],

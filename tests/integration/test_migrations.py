@@ -13,16 +13,23 @@ from sqlalchemy import MetaData, inspect, pool, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from consumers.registration.tables import metadata as write_metadata
+from consumers.lodging.tables import metadata as lodging_metadata
+from consumers.registration.tables import metadata as registration_metadata
+from infra.db import merged_metadata
 from infra.migrate import database_urls, drop_databases, migrate
 from infra.settings import Settings
+from projections.lodging.tables import metadata as lodging_read_metadata
 from projections.reporting.tables import metadata as reporting_metadata
-from projections.website.tables import metadata as read_metadata
+from projections.website.tables import metadata as website_metadata
 from tests.conftest import Services, settings_without_env_file
 
 pytestmark = pytest.mark.integration
 
-METADATA = {"write": write_metadata, "read": read_metadata, "reporting": reporting_metadata}
+METADATA = {
+    "write": merged_metadata(registration_metadata, lodging_metadata),
+    "read": merged_metadata(website_metadata, lodging_read_metadata),
+    "reporting": reporting_metadata,
+}
 
 
 @pytest.fixture

@@ -1,6 +1,8 @@
-"""Alembic environment for the website read models (`butterfly_read`)."""
+"""Alembic environment for the read models (`butterfly_read`): the website's and lodging's."""
 
+from infra.db import merged_metadata
 from infra.migrations.runner import run_env
-from projections.website.tables import metadata
+from projections.lodging.tables import metadata as lodging_metadata
+from projections.website.tables import metadata as website_metadata
 
-run_env(metadata)
+run_env(merged_metadata(website_metadata, lodging_metadata))
