@@ -11,12 +11,18 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from litestar import Litestar
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.lodging import tables as lodging_tables
+from consumers.lodging.circuit import CircuitBreaker
+from consumers.lodging.handler import LodgingDecider
+from consumers.lodging.manager import LodgingManager
+from consumers.lodging.partner import PartnerClient
 from consumers.registration import tables as write_tables
 from consumers.registration.handler import RegistrationDecider
 from gateway.app import create_app
@@ -31,14 +37,18 @@ from infra.settings import Settings
 from producers.commands import CommandPublisher
 from producers.kafka import make_producer
 from producers.outbox import OutboxRelay
+from producers.partner_bridge import PartnerBridge
+from projections.lodging import tables as lodging_read
+from projections.lodging.projector import LodgingProjector
 from projections.reporting import tables as reporting_tables
 from projections.reporting.archive import EventArchiver
 from projections.website import tables as read_tables
 from projections.website.projector import WebsiteProjector
 from schemas.topics import Topics
 
-DECIDERS = ("registration",)
-PROJECTORS = ("website", "reporting")
+DECIDERS = ("registration", "lodging")
+PROJECTORS = ("website", "reporting", "lodging")
+BRIDGE = "bridge.partner"
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -53,6 +63,17 @@ def website_sources(topics: Topics) -> tuple[str, ...]:
     """Events, commands (shown pending until decided), and the commands the decider
     dead-lettered (answered `invalid`)."""
     return (topics.registration_events, topics.registration_commands, topics.dead_letter)
+
+
+def lodging_sources(topics: Topics) -> tuple[str, ...]:
+    """Registration events (which registrations are confirmed or cancelled) before lodging
+    commands, so a poll that brings both decides a room request knowing its registration."""
+    return (topics.registration_events, topics.lodging_commands)
+
+
+def lodging_read_sources(topics: Topics) -> tuple[str, ...]:
+    """Lodging events, and lodging commands (a room request shows as requested at once)."""
+    return (topics.lodging_events, topics.lodging_commands)
 
 
 def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[WatchedGroup]:
@@ -79,6 +100,24 @@ def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[Watched
             topics.event_topics(),
             reporting_engine,
             reporting_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            decider_group(settings, "lodging"),
+            lodging_sources(topics),
+            write_engine,
+            write_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            group_name(settings, BRIDGE),
+            (topics.partner_lodging_events,),
+            write_engine,
+            write_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            group_name(settings, "projector.lodging"),
+            lodging_read_sources(topics),
+            read_engine,
+            read_tables.consumer_positions,
         ),
     ]
 
@@ -126,6 +165,14 @@ def build_gateway_app(settings: Settings) -> Litestar:
     )
 
 
+class Companion(Protocol):
+    """Work a role runs beside its consumer, for as long as the consumer runs."""
+
+    async def run(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 @dataclass
 class ConsumerRole:
     """A consumer-group member ready to run: `run()` until `stop()`."""
@@ -133,17 +180,43 @@ class ConsumerRole:
     consumer: ExactlyOnceConsumer
     producer: AIOKafkaProducer
     close: Callable[[], Awaitable[None]]
+    companions: tuple[Companion, ...] = ()
 
     async def run(self) -> None:
         await self.producer.start()
+        beside = [asyncio.create_task(companion.run()) for companion in self.companions]
         try:
             await self.consumer.run()
         finally:
+            for companion in self.companions:
+                companion.stop()
+            await asyncio.gather(*beside, return_exceptions=True)
             await self.producer.stop()
             await self.close()
 
     def stop(self) -> None:
         self.consumer.stop()
+        for companion in self.companions:
+            companion.stop()
+
+
+@dataclass
+class PartnerCalls:
+    """The lodging process manager with its partner client, run beside the lodging
+    decider: it acts only on the partitions this member owns."""
+
+    manager: LodgingManager
+    partner: PartnerClient
+
+    async def run(self) -> None:
+        await self.partner.start()
+        try:
+            await self.manager.run()
+        finally:
+            await self.partner.close()
+
+    def stop(self) -> None:
+        self.manager.stop()
 
 
 def build_decider(
@@ -156,6 +229,8 @@ def build_decider(
     """`wrap_handler` lets a test put a fault between the decision and its publication."""
     if name not in DECIDERS:
         raise ValueError(f"unknown decider {name!r}; known: {', '.join(DECIDERS)}")
+    if name == "lodging":
+        return build_lodging(settings, max_records=max_records)
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=4)
     producer = make_producer(settings.kafka_bootstrap_servers)
@@ -166,6 +241,7 @@ def build_decider(
         settings,
         engine,
         [Purge(write_tables.decided_commands, write_tables.decided_commands.c.decided_at)],
+        command_topic=topics.registration_commands,
     )
 
     async def when_idle() -> None:
@@ -197,6 +273,99 @@ def build_decider(
     return ConsumerRole(consumer, producer, engine.dispose)
 
 
+def build_lodging(
+    settings: Settings, *, max_records: int = 500, call_partner: bool = True
+) -> ConsumerRole:
+    """The lodging decider, and beside it the process manager calling the partner for the
+    partitions it owns (`call_partner=False` leaves it out, for tests of the decider)."""
+    topics = topics_of(settings)
+    engine = make_engine(settings.db.write_url, pool_size=6)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    relay = OutboxRelay(engine, lodging_tables.outbox, producer)
+    companions: list[PartnerCalls] = []
+
+    def decided() -> None:
+        for companion in companions:
+            companion.manager.wake()
+
+    decider = LodgingDecider(topics, engine, producer, decided=decided)
+    retention = _dedup_retention(
+        settings,
+        engine,
+        [Purge(lodging_tables.decided_commands, lodging_tables.decided_commands.c.decided_at)],
+        command_topic=topics.lodging_commands,
+    )
+
+    async def when_idle() -> None:
+        await decider.idle()
+        await retention.when_idle()
+
+    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
+        partitions = {tp.partition for tp in assigned if tp.topic == topics.lodging_commands}
+        if partitions:
+            await relay.drain(grace=timedelta(0), partitions=partitions)
+
+    consumer = ExactlyOnceConsumer(
+        ConsumerConfig(
+            group=decider_group(settings, "lodging"),
+            topics=lodging_sources(topics),
+            dead_letter_topic=topics.dead_letter,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            max_records=max_records,
+        ),
+        engine=engine,
+        positions=write_tables.consumer_positions,
+        handler=decider,
+        producer=producer,
+        on_assigned=publish_leftovers,
+        on_idle=when_idle,
+    )
+    if call_partner:
+        partner = PartnerClient(
+            settings.partner_base_url,
+            settings.lodging_call_timeout_seconds,
+            CircuitBreaker(
+                settings.lodging_circuit_failures, settings.lodging_circuit_open_seconds
+            ),
+        )
+
+        def owned() -> set[int]:
+            return {tp.partition for tp in consumer.owned if tp.topic == topics.lodging_commands}
+
+        manager = LodgingManager(
+            engine,
+            producer,
+            topics,
+            partner,
+            owned,
+            concurrency=settings.lodging_concurrency,
+            give_up_seconds=settings.lodging_give_up_seconds,
+        )
+        companions.append(PartnerCalls(manager, partner))
+    return ConsumerRole(consumer, producer, engine.dispose, tuple(companions))
+
+
+def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
+    """The partner's event feed in, lodging commands out; positions in the write database."""
+    topics = topics_of(settings)
+    engine = make_engine(settings.db.write_url, pool_size=2)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    consumer = ExactlyOnceConsumer(
+        ConsumerConfig(
+            group=group_name(settings, BRIDGE),
+            topics=(topics.partner_lodging_events,),
+            dead_letter_topic=topics.dead_letter,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            max_records=max_records,
+        ),
+        engine=engine,
+        positions=write_tables.consumer_positions,
+        handler=PartnerBridge(topics, producer),
+        producer=producer,
+    )
+    return ConsumerRole(consumer, producer, engine.dispose)
+
+
 def _same(handler: BatchHandler) -> BatchHandler:
     return handler
 
@@ -206,13 +375,13 @@ def decider_group(settings: Settings, name: str = "registration") -> str:
 
 
 def _dedup_retention(
-    settings: Settings, engine: AsyncEngine, purges: list[Purge]
+    settings: Settings, engine: AsyncEngine, purges: list[Purge], *, command_topic: str
 ) -> DedupRetention:
     return DedupRetention(
         engine,
         purges,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        command_topic=topics_of(settings).registration_commands,
+        command_topic=command_topic,
         keep=timedelta(hours=settings.dedup_retention_hours),
     )
 
@@ -238,6 +407,21 @@ def build_projector(
                 Purge(read_tables.applied_events, read_tables.applied_events.c.applied_at),
                 Purge(read_tables.command_outcomes, read_tables.command_outcomes.c.recorded_at),
             ],
+            command_topic=topics.registration_commands,
+        ).when_idle
+    elif name == "lodging":
+        engine = make_engine(settings.db.read_url, pool_size=4)
+        handler = LodgingProjector(topics)
+        positions = read_tables.consumer_positions
+        sources = lodging_read_sources(topics)
+        on_idle = _dedup_retention(
+            settings,
+            engine,
+            [
+                Purge(lodging_read.applied_events, lodging_read.applied_events.c.applied_at),
+                Purge(lodging_read.command_outcomes, lodging_read.command_outcomes.c.recorded_at),
+            ],
+            command_topic=topics.lodging_commands,
         ).when_idle
     elif name == "reporting":
         engine = make_engine(settings.db.reporting_url, pool_size=4)
@@ -264,13 +448,32 @@ def build_projector(
     return ConsumerRole(consumer, producer, engine.dispose)
 
 
+@dataclass
+class Relays:
+    """One relay per decider outbox, run together."""
+
+    relays: tuple[OutboxRelay, ...]
+
+    async def run(self) -> None:
+        await asyncio.gather(*(relay.run() for relay in self.relays))
+
+    def stop(self) -> None:
+        for relay in self.relays:
+            relay.stop()
+
+
 @contextlib.asynccontextmanager
-async def relay_role(settings: Settings) -> AsyncIterator[OutboxRelay]:
+async def relay_role(settings: Settings) -> AsyncIterator[Relays]:
     engine = make_engine(settings.db.write_url, pool_size=2)
     producer = make_producer(settings.kafka_bootstrap_servers)
     await producer.start()
     try:
-        yield OutboxRelay(engine, write_tables.outbox, producer)
+        yield Relays(
+            (
+                OutboxRelay(engine, write_tables.outbox, producer),
+                OutboxRelay(engine, lodging_tables.outbox, producer),
+            )
+        )
     finally:
         await producer.stop()
         await engine.dispose()

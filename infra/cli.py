@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+import uuid
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,23 @@ def _relay(settings: Settings, args: argparse.Namespace) -> None:
             await run_until_signalled(relay.run, relay.stop)
 
     _run_role(main())
+
+
+def _bridge(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import build_bridge, serve
+
+    _run_role(serve(lambda: build_bridge(settings)))
+
+
+def _lodging_reconcile(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.lodging_ops import reconcile
+
+    try:
+        convention_id = uuid.UUID(args.convention)
+    except ValueError:
+        sys.exit(f"butterfly lodging reconcile: {args.convention!r} is not a convention id")
+    report = asyncio.run(reconcile(settings, convention_id, repair=not args.dry_run))
+    print(report)
 
 
 def _partner_sim(settings: Settings, args: argparse.Namespace) -> None:
@@ -300,6 +318,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("relay", help="republish outbox events whose publisher died")
     p.set_defaults(func=_relay)
+
+    p = sub.add_parser(
+        "bridge", help="translate the lodging partner's events into lodging commands"
+    )
+    p.set_defaults(func=_bridge)
+
+    p = sub.add_parser("lodging", help="lodging operations")
+    lodging = p.add_subparsers(dest="lodging_command", required=True, metavar="ACTION")
+    q = lodging.add_parser(
+        "reconcile",
+        help="compare a convention's bookings with the partner's, report every drift and "
+        "repair it (partner-side orphans cancelled; our side corrected through the decider)",
+    )
+    q.add_argument("convention", metavar="CONVENTION", help="the convention id")
+    q.add_argument("--dry-run", action="store_true", help="report only, change nothing")
+    q.set_defaults(func=_lodging_reconcile)
 
     p = sub.add_parser(
         "partner-sim",

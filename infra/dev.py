@@ -52,6 +52,9 @@ def dev_roles(
         Role("projector.website", [*cli, "projector", "website"], env),
         Role("projector.reporting", [*cli, "projector", "reporting"], env),
         Role("relay", [*cli, "relay"], env),
+        Role("decider.lodging", [*cli, "decider", "lodging"], env),
+        Role("projector.lodging", [*cli, "projector", "lodging"], env),
+        Role("bridge", [*cli, "bridge"], env),
     ]
     if partner_port is not None:
         roles.append(Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env))

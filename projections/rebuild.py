@@ -28,6 +28,7 @@ from infra.bootstrap import decider_group, group_name, topics_of, website_source
 from infra.db import make_engine
 from infra.pipeline.exactly_once import Record
 from infra.settings import Settings
+from projections.lodging import tables as lodging_tables
 from projections.progress import Progress
 from projections.reporting import tables as reporting_tables
 from projections.website import tables as website_tables
@@ -47,16 +48,27 @@ def projection_store(settings: Settings, name: str) -> tuple[MetaData, URL]:
         return website_tables.metadata, settings.db.read_url
     if name == "reporting":
         return reporting_tables.metadata, settings.db.reporting_url
+    if name == "lodging":
+        return lodging_tables.metadata, settings.db.read_url
     raise ValueError(f"unknown projection {name!r}")
 
 
 async def reset_projection(settings: Settings, name: str) -> None:
+    """Empty the projection's tables and forget its projector's positions (only its own:
+    the lodging projector shares the read database's positions table with the website's)."""
     metadata, url = projection_store(settings, name)
     engine = make_engine(url, pool_size=1)
     try:
         async with engine.begin() as conn:
             for table in reversed(metadata.sorted_tables):
                 await conn.execute(delete(table))
+            if "consumer_positions" not in metadata.tables:
+                positions = website_tables.consumer_positions
+                await conn.execute(
+                    delete(positions).where(
+                        positions.c.group_name == group_name(settings, f"projector.{name}")
+                    )
+                )
     finally:
         await engine.dispose()
 

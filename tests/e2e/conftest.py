@@ -14,6 +14,7 @@ import pytest
 from infra.dev import dev_roles
 from infra.services import free_port
 from infra.settings import Settings
+from infra.simulators.lodging.store import drop_store
 from infra.supervisor import Supervisor
 from tests.conftest import TEST_TOKEN, StackFactory
 from tests.support import eventually
@@ -24,6 +25,8 @@ class Stack:
     settings: Settings
     base_url: str
     supervisor: Supervisor
+    partner_url: str
+    """The lodging partner simulator this stack runs (its own process, database and port)."""
 
     def client(self, **kwargs: object) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -35,8 +38,8 @@ class Stack:
 
 @pytest.fixture(scope="session")
 async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
-    port = free_port()
-    settings = await make_settings(partitions=3, http_port=port)
+    port, partner_port = free_port(), free_port()
+    settings = await make_settings(partitions=3, http_port=port, partner_port=partner_port)
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
@@ -44,11 +47,14 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
         "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         "BUTTERFLY_HTTP_PORT": str(port),
+        "BUTTERFLY_PARTNER_PORT": str(partner_port),
+        "BUTTERFLY_LODGING_CIRCUIT_OPEN_SECONDS": "1",
         "BUTTERFLY_DECISION_WAIT_SECONDS": "10",
         "BUTTERFLY_ENV_FILE": "",
     }
     supervisor = Supervisor(handle_signals=False, initial_backoff=0.2, max_backoff=1.0)
-    task = asyncio.create_task(supervisor.run(dev_roles(env, sys.executable)))
+    roles = dev_roles(env, sys.executable, partner_port=partner_port)
+    task = asyncio.create_task(supervisor.run(roles))
     base_url = f"http://127.0.0.1:{port}"
 
     async def ready() -> int:
@@ -66,7 +72,8 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
             interval=0.2,
             what="every role consuming (/health/ready)",
         )
-        yield Stack(settings, base_url, supervisor)
+        yield Stack(settings, base_url, supervisor, f"http://127.0.0.1:{partner_port}")
     finally:
         supervisor.stop()
         await asyncio.wait_for(task, 60)
+        await drop_store(settings)

@@ -318,7 +318,14 @@ async def test_health_and_openapi(stack: Stack) -> None:
         assert body["checks"] == {"kafka": "ok", "database": "ok", "consumers": "ok"}
         assert set(body["dead_letters"]) == {
             f"{stack.settings.topic_prefix}{group}"
-            for group in ("decider.registration", "projector.website", "projector.reporting")
+            for group in (
+                "decider.registration",
+                "projector.website",
+                "projector.reporting",
+                "decider.lodging",
+                "bridge.partner",
+                "projector.lodging",
+            )
         }
         schema = await client.get("/schema/openapi.json")
         assert schema.status_code == 200
