@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -13,11 +15,12 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    select,
     text,
 )
 from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 
 def make_engine(url: URL, *, pool_size: int = 10) -> AsyncEngine:
@@ -94,6 +97,14 @@ def add_consumer_progress_columns() -> None:
         Column("dead_letters", BigInteger, nullable=False, server_default=text("0")),
     )
     op.add_column("consumer_positions", Column("seen_at", DATETIME(fsp=6), nullable=True))
+
+
+async def decided_among(conn: AsyncConnection, decided: Table, ids: Collection[str]) -> set[str]:
+    """Which of these command ids a decider has decided already (`decided_commands_table`)."""
+    if not ids:
+        return set()
+    query = select(decided.c.command_id).where(decided.c.command_id.in_(list(ids)))
+    return set((await conn.execute(query)).scalars())
 
 
 def merged_metadata(*parts: MetaData) -> MetaData:

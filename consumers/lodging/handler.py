@@ -31,6 +31,7 @@ from consumers.lodging.state import (
     LotteryEntry,
     RoomRequest,
 )
+from infra.db import decided_among
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
@@ -172,17 +173,7 @@ class LodgingDecider:
         """Drop commands decided before (redeliveries, a partner event sent twice, a step
         the process manager recorded twice) and repeats within the batch."""
         ids = {str(envelope.message_id) for _, envelope, _ in incoming}
-        seen: set[str] = set()
-        if ids:
-            seen = set(
-                (
-                    await conn.execute(
-                        select(t.decided_commands.c.command_id).where(
-                            t.decided_commands.c.command_id.in_(ids)
-                        )
-                    )
-                ).scalars()
-            )
+        seen = await decided_among(conn, t.decided_commands, ids)
         fresh = []
         for item in incoming:
             command_id = str(item[1].message_id)

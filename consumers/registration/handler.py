@@ -12,13 +12,13 @@ from typing import NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from sqlalchemy import select
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.registration import tables as t
 from consumers.registration.book import PartitionMemory, RegistrationBook
 from consumers.registration.decider import decide
+from infra.db import decided_among
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
@@ -153,17 +153,7 @@ class RegistrationDecider:
             for incoming in commands
             if not _unseen_registration(incoming.command, memory)
         }
-        seen: set[str] = set()
-        if ids:
-            seen = set(
-                (
-                    await conn.execute(
-                        select(t.decided_commands.c.command_id).where(
-                            t.decided_commands.c.command_id.in_(ids)
-                        )
-                    )
-                ).scalars()
-            )
+        seen = await decided_among(conn, t.decided_commands, ids)
         fresh = []
         for incoming in commands:
             command_id = str(incoming.envelope.message_id)

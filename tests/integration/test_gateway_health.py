@@ -15,7 +15,15 @@ import httpx
 import pytest
 from litestar.testing import AsyncTestClient
 
-from infra.bootstrap import build_decider, build_gateway_app, build_projector
+from infra.bootstrap import (
+    BRIDGE,
+    build_bridge,
+    build_decider,
+    build_gateway_app,
+    build_projector,
+    decider_group,
+    group_name,
+)
 from infra.services import EmbeddedBroker, free_port
 from infra.settings import Settings
 from producers.kafka import ensure_topics
@@ -201,10 +209,28 @@ async def test_ready_only_once_every_role_consumes(make_settings: StackFactory) 
             running(build_projector(settings, "website")),
             running(build_projector(settings, "reporting")),
         ):
-            answer: httpx.Response = await eventually(
+            partly: httpx.Response = await eventually(
                 lambda: client.get("/health/ready"),
-                lambda answer: answer.status_code == 200,
-                what="ready once decider and projectors consume every partition",
+                lambda answer: (
+                    {p["group"] for p in answer.json().get("not_consuming", [])}
+                    <= {
+                        decider_group(settings, "lodging"),
+                        group_name(settings, BRIDGE),
+                        group_name(settings, "projector.lodging"),
+                    }
+                ),
+                what="the registration roles consuming",
             )
+            assert partly.status_code == 503, "not ready while the lodging roles are missing"
+            async with (
+                running(build_decider(settings, "lodging")),
+                running(build_bridge(settings)),
+                running(build_projector(settings, "lodging")),
+            ):
+                answer: httpx.Response = await eventually(
+                    lambda: client.get("/health/ready"),
+                    lambda answer: answer.status_code == 200,
+                    what="ready once every decider, bridge and projector consumes",
+                )
             assert answer.json()["status"] == "ready"
             assert "not_consuming" not in answer.json()

@@ -27,6 +27,10 @@ Phases (`--phases` picks some, in this order):
 - rush: more registrations than seats (N POSTs for Q seats, some re-using an e-mail, some
   retried with the same Idempotency-Key), against Butterfly and the rival: no seat sold twice,
   none lost, every retry answered like its original.
+- lodging: R confirmed registrations ask for a room at once, more than the partner's blocks
+  hold (tests/perf/lodging.py): the intake, the seconds until every request settled
+  (confirmed, or waitlisted after trying every preferred hotel), requests settled per second,
+  POST-to-settled latency, the outcomes, CPU per request, and pickup checked against them.
 - rebuild: the website read model rebuilt from the topics into throwaway databases by
   `projections.rebuild.rebuild_website`; events/s, and a check that it equals the live one.
 - memory: the peak resident memory (VmHWM) of every process of the stack; each Butterfly role
@@ -57,7 +61,8 @@ import httpx
 # Run as a script, only tests/perf is on sys.path: the repository root makes tests.perf importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.perf.common import BenchError, Summary, line, ms, section
+from tests.perf.common import BenchError, Summary, line, ms, percentile, section
+from tests.perf.lodging import lodging_phase, print_lodging
 from tests.perf.replay import ROLE_MEMORY_LIMIT, memory_phase, rebuild_phase
 from tests.perf.rush import compare, make_rush, rush_phase
 from tests.perf.stack import Stack, find_stack, start_stack, stop_stack
@@ -71,7 +76,7 @@ from tests.perf.throughput import (
 )
 from tests.perf.wrk import ensure_wrk
 
-PHASES = ("wait", "rival", "async", "overload", "rush", "rebuild", "memory")
+PHASES = ("wait", "rival", "async", "overload", "rush", "lodging", "rebuild", "memory")
 QUICK = {
     "duration": 3.0,
     "warmup": 1.0,
@@ -79,6 +84,7 @@ QUICK = {
     "overload_duration": 3.0,
     "requests": 1000,
     "quota": 300,
+    "rooms": 100,
 }
 """`--quick`: a smoke run of every phase in about two minutes, figures not to be trusted."""
 WAIT_TARGET = 2000.0
@@ -87,6 +93,7 @@ INTAKE_TARGET = 4000.0
 SETTLE_TARGET = 5.0
 OVERLOAD_P99_TARGET = 0.500
 REBUILD_TARGET = 50_000.0
+LODGING_SETTLE_TARGET = 30.0
 OVERLOAD_CONNECTIONS_MARGIN = 256
 """Overload connections past the gateway's in-flight limit, so that the limit, not the
 client's pool, decides what is shed."""
@@ -134,6 +141,8 @@ async def run_phases(
                 await _overload(butterfly, read_model, stack, ours, args, abort, summary)
             if "rush" in phases:
                 await _rush(butterfly, stack, args, abort, summary)
+            if "lodging" in phases:
+                await _lodging(stack, admin, args, summary)
         finally:
             await read_model.aclose()
     if "rebuild" in phases:
@@ -155,6 +164,26 @@ async def run_phases(
                 f"{largest:.0f} MB",
                 largest < ROLE_MEMORY_LIMIT,
             )
+
+
+async def _lodging(
+    stack: Stack, admin: httpx.AsyncClient, args: argparse.Namespace, summary: Summary
+) -> None:
+    section(f"Lodging: {args.rooms} room requests at once through the partner")
+    started = time.perf_counter()
+    figures = await lodging_phase(stack, admin, args.rooms)
+    print_lodging(figures)
+    timed(started)
+    summary.add("lodging intake", "", f"{figures.intake_per_s:,.0f} req/s")
+    summary.add(
+        "lodging: all settled after",
+        f"<= {LODGING_SETTLE_TARGET:g} s",
+        "never" if figures.settled_after is None else f"{figures.settled_after:.2f} s",
+        figures.settled_after is not None and figures.settled_after <= LODGING_SETTLE_TARGET,
+    )
+    if figures.latencies:
+        summary.add("lodging POST→settled p99", "", ms(percentile(figures.latencies, 99)))
+    summary.add("lodging CPU ms/request", "", f"{figures.cpu_ms:.2f}")
 
 
 async def _waiting(
@@ -335,6 +364,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "-n", "--requests", type=int, default=5000, help="rush: POSTs, N (%(default)s)"
+    )
+    parser.add_argument(
+        "--rooms", type=int, default=500, help="lodging: room requests, R (%(default)s)"
     )
     parser.add_argument(
         "-q", "--quota", type=int, default=1000, help="rush: seats, Q (%(default)s)"
