@@ -49,6 +49,10 @@ from schemas.topics import Topics
 DECIDERS = ("registration", "lodging")
 PROJECTORS = ("website", "reporting", "lodging")
 BRIDGE = "bridge.partner"
+LODGING_FETCH_WAIT_MS = 100
+"""Lodging's consumers wait longer for records than the registration path's 20 ms: the
+embedded broker answers a fetch only when the wait is over, so an idle consumer costs it a
+fetch per wait, and a room request (which waits on the partner anyway) loses little."""
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -312,6 +316,7 @@ def build_lodging(
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,
+            fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
         ),
         engine=engine,
         positions=write_tables.consumer_positions,
@@ -357,6 +362,7 @@ def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,
+            fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
         ),
         engine=engine,
         positions=write_tables.consumer_positions,
@@ -438,6 +444,7 @@ def build_projector(
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,
+            **({"fetch_max_wait_ms": LODGING_FETCH_WAIT_MS} if name == "lodging" else {}),
         ),
         engine=engine,
         positions=positions,

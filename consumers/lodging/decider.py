@@ -1,9 +1,10 @@
 """The lodging decider: pure rules, no I/O, no clock (the command's time is passed in).
 
 `decide(state, command, at)` returns the lodging events a command leads to; `observe(state,
-event, at)` does the same for a registration event (a cancelled registration cancels its
-room); `evolve(state, event, at, partition)` applies a lodging event to the state. The
-runtime decides a command, evolves every event it led to, then decides the next one.
+event, at)` does the same for the registration events lodging reads (a created convention;
+a cancelled registration, which cancels its room); `evolve(state, event, at, partition)`
+applies a lodging event to the state. The runtime decides a command, evolves every event it
+led to, then decides the next one.
 
 A room request moves through `requested -> held -> confirmed` as the process manager records
 what the partner answered; `next_step` tells it which partner call is due. The partner's own
@@ -77,14 +78,7 @@ from schemas.lodging import (
     SyncHotels,
     lottery_request_id,
 )
-from schemas.registration import (
-    AttendeeRegistered,
-    Command,
-    ConventionCreated,
-    Event,
-    RegistrationCancelled,
-    RegistrationRejected,
-)
+from schemas.registration import Command, ConventionCreated, Event, RegistrationCancelled
 
 LOTTERY_REQUEST_HASH = "lottery"
 
@@ -113,14 +107,12 @@ def stay_fits(
 
 
 def may_request(state: LodgingState, registration_id: uuid.UUID) -> FailureReason | None:
-    """A room for a confirmed registration that has no other room request going on. An
-    unknown registration is let through: its registration event may not have been read yet
-    (the request then waits for it)."""
-    status = state.registration_status(registration_id)
-    if status == "cancelled":
+    """A room for a registration that is not cancelled and has no other room request going
+    on. That the registration was confirmed, and belongs to the convention, the gateway
+    checked against the read model before sending the command: lodging keeps only the
+    cancellations, so it need not take in every registration of a rush."""
+    if state.registration_status(registration_id) == "cancelled":
         return FailureReason.REGISTRATION_CANCELLED
-    if status is not None and status != "confirmed":
-        return FailureReason.REGISTRATION_NOT_CONFIRMED
     if state.active_request_of(registration_id) is not None:
         return FailureReason.ALREADY_REQUESTED
     return None
@@ -381,9 +373,8 @@ def _enter_lottery(state: LodgingState, command: Command, at: datetime) -> list[
         return _rejected(command, FailureReason.UNKNOWN_CONVENTION, registration_id=rid)
     if convention.lottery != "open":
         return _rejected(command, FailureReason.LOTTERY_NOT_OPEN, registration_id=rid)
-    status = state.registration_status(rid)
     known = state.registrations.get(rid)
-    if status is None or known is None or known[0] != command.convention_id:
+    if known is not None and known[0] != command.convention_id:
         return _rejected(command, FailureReason.UNKNOWN_REGISTRATION, registration_id=rid)
     reason = may_request(state, rid) or stay_fits(
         state.blocks_of(command.convention_id), command.hotels, command.stay
@@ -403,7 +394,7 @@ def _enter_lottery(state: LodgingState, command: Command, at: datetime) -> list[
 def _run_lottery(state: LodgingState, command: Command, at: datetime) -> list[Event]:
     """Draw the entrants in the seed's order; each gets the first of their preferred hotels
     with a room left for every night, or a place on the waitlist in draw order. An entrant
-    whose registration is no longer confirmed, or who has a room request already, is left out:
+    whose registration was cancelled, or who has a room request already, is left out:
     nobody gets two rooms."""
     assert isinstance(command, RunLottery)
     cid = command.convention_id
@@ -425,8 +416,6 @@ def _run_lottery(state: LodgingState, command: Command, at: datetime) -> list[Ev
     for draw, registration_id in enumerate(draw_order(command.seed, list(entries)), start=1):
         entry = entries[registration_id]
         if may_request(state, registration_id) is not None:
-            continue
-        if state.registration_status(registration_id) != "confirmed":
             continue
         request_id = lottery_request_id(cid, registration_id)
         awarded = _first_fitting(left, entry)
@@ -730,6 +719,11 @@ def remember_sequence(state: LodgingState, command: Command) -> None:
 # --- registration events --------------------------------------------------------------------
 
 
+OBSERVED = frozenset({ConventionCreated.message_type, RegistrationCancelled.message_type})
+"""The registration events lodging reads; the others (every registration of a rush) are
+passed over by their `type` header, undecoded."""
+
+
 def observe(state: LodgingState, event: Event, at: datetime) -> list[Event]:
     """Take in what lodging needs of a registration event; returns the lodging events it
     leads to (a cancelled registration cancels its room request and its lottery entry)."""
@@ -740,21 +734,6 @@ def observe(state: LodgingState, event: Event, at: datetime) -> list[Event]:
             )
             state.changed_conventions.add(event.convention_id)
         return []
-    if isinstance(event, AttendeeRegistered):
-        _note_registration(state, event.registration_id, event.convention_id, "confirmed")
-        for request in state.requests_of(event.registration_id):
-            if (
-                request.status is RoomStatus.REQUESTED
-                and request.next_step is None
-                and not request.parked_step
-            ):
-                request.next_step = HOLD
-                state.changed_requests.add(request.request_id)
-        return []
-    if isinstance(event, RegistrationRejected):
-        if state.registration_status(event.registration_id) is None:
-            _note_registration(state, event.registration_id, event.convention_id, "rejected")
-        return _fail_waiting(state, event.registration_id, FailureReason.REGISTRATION_NOT_CONFIRMED)
     if isinstance(event, RegistrationCancelled):
         _note_registration(state, event.registration_id, event.convention_id, "cancelled")
         state.entries_of(event.convention_id).pop(event.registration_id, None)
@@ -772,16 +751,6 @@ def _note_registration(
 ) -> None:
     state.registrations[registration_id] = (convention_id, status)
     state.changed_registrations.add(registration_id)
-
-
-def _fail_waiting(
-    state: LodgingState, registration_id: uuid.UUID, reason: FailureReason
-) -> list[Event]:
-    return [
-        RoomRequestFailed(convention_id=r.convention_id, request_id=r.request_id, reason=reason)
-        for r in state.requests_of(registration_id)
-        if r.status is RoomStatus.REQUESTED and r.next_step is None
-    ]
 
 
 # --- evolving -------------------------------------------------------------------------------
@@ -808,7 +777,6 @@ def evolve(state: LodgingState, event: Event, at: datetime, partition: int) -> N
 def _new_request(
     state: LodgingState, event: RoomRequested, at: datetime, partition: int
 ) -> RoomRequest:
-    known = state.registration_status(event.registration_id) is not None
     request = RoomRequest(
         request_id=event.request_id,
         convention_id=event.convention_id,
@@ -821,7 +789,7 @@ def _new_request(
         created_at=at,
         updated_at=at,
         lottery_draw=event.lottery_draw,
-        next_step=HOLD if known else None,
+        next_step=HOLD,
     )
     state.requests[request.request_id] = request
     return request

@@ -2,8 +2,10 @@
 
 It reads two topics keyed by convention id, so one partition number holds one convention's
 everything: `lodging.commands` (from the gateway, the process manager and the partner
-bridge) and `registration.events` (lodging needs to know which registrations are confirmed,
-and a cancelled registration cancels its room). A batch loads only the rows its records
+bridge) and `registration.events`, of which it decodes only the conventions created and the
+registrations cancelled (a cancelled registration cancels its room); a registration event
+without a `type` header, which it cannot tell, is passed over like the others it does not
+read. A batch loads only the rows its records
 name, decides in order, writes back what changed with its decided command ids, its offsets
 and its events in the outbox, and publishes the events once committed.
 """
@@ -23,7 +25,7 @@ from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.lodging import tables as t
-from consumers.lodging.decider import decide, evolve, observe, remember_sequence
+from consumers.lodging.decider import OBSERVED, decide, evolve, observe, remember_sequence
 from consumers.lodging.state import (
     Block,
     ConventionLodging,
@@ -80,10 +82,11 @@ class LodgingDecider:
         incoming: list[tuple[Record, Envelope, Message]] = []
         commands = tp.topic == self._topics.lodging_commands
         for record in records:
+            type_name = header(record.headers, HEADER_TYPE)
+            if not commands and type_name not in OBSERVED:
+                continue
             try:
-                envelope, message = decode_message(
-                    record.value, header(record.headers, HEADER_TYPE)
-                )
+                envelope, message = decode_message(record.value, type_name)
             except UndecodableMessage as exc:
                 dead_letters.append(DeadLetter(record, exc))
                 continue

@@ -54,6 +54,7 @@ from schemas.lodging import (
     RoomRequestParked,
     RoomRequestRefused,
     RoomRequestRetried,
+    RoomRequeued,
     RoomStatus,
     RoomWaitlisted,
     Stay,
@@ -213,6 +214,8 @@ def _request_changes(row: RequestRow, event: Event) -> dict[str, Any] | None:
             return {"status": RoomStatus.FAILED, "reason": event.reason.value, "detail": detail}
         case RoomCancelled():
             return {"status": RoomStatus.CANCELLED, "cancelled_by": event.by.value}
+        case RoomRequeued():
+            return {"status": RoomStatus.REQUESTED, "hotel": None, "ack": None}
         case RoomReleased():
             return {"released": True}
         case RoomRequestParked():

@@ -276,23 +276,29 @@ def test_a_reused_request_id_with_another_body_is_refused_and_changes_nothing() 
     assert state.requests[request_id].hotels == ("AAA", "BBB")
 
 
-def test_a_request_for_a_registration_not_yet_seen_waits_for_it() -> None:
+def test_a_cancelled_registration_cannot_ask_for_a_room() -> None:
     state = synced_state()
-    registration_id = uuid.uuid4()
-    request_id = request(state, registration_id)
-    assert state.requests[request_id].next_step is None
+    registration_id = registered(state)
     run(
         state,
-        AttendeeRegistered(
-            convention_id=CONVENTION,
-            registration_id=registration_id,
-            email="b@example.org",
-            name="B",
-            badge_type="GA",
-            request_hash="h",
+        RegistrationCancelled(
+            convention_id=CONVENTION, registration_id=registration_id, badge_type="GA"
         ),
     )
-    assert state.requests[request_id].next_step == "hold"
+    request_id = uuid.uuid4()
+    events = run(
+        state,
+        RequestRoom(
+            convention_id=CONVENTION,
+            request_id=request_id,
+            registration_id=registration_id,
+            hotels=("AAA",),
+            stay=STAY,
+            request_hash="r",
+        ),
+    )
+    assert names(events) == ["RoomRequested", "RoomRequestFailed"]
+    assert state.requests[request_id].reason == FailureReason.REGISTRATION_CANCELLED
 
 
 def held_request(state: LodgingState) -> tuple[uuid.UUID, uuid.UUID]:

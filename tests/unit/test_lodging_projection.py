@@ -32,6 +32,7 @@ from schemas.lodging import (
     RoomRequestParked,
     RoomRequestRefused,
     RoomRequestRetried,
+    RoomRequeued,
     RoomWaitlisted,
     Stay,
 )
@@ -264,3 +265,12 @@ def test_a_row_survives_the_database_round_trip() -> None:
 )
 def test_pickup_percent_has_one_decimal(booked: int, block: int, percent: float) -> None:
     assert pickup_percent(booked, block) == percent
+
+
+def test_a_requeued_room_gives_its_nights_back_until_held_again() -> None:
+    before = fold(requested(), held())
+    requeued = RoomRequeued(convention_id=CID, request_id=REQ, reason="missing_at_partner")
+    after = evolve_request(before, requeued, AT)
+    assert after is not None
+    assert (after.status, after.hotel, after.ack) == ("requested", None, None)
+    assert booked_delta(before, after) == {night(1): -1, night(2): -1}
