@@ -70,6 +70,9 @@ to catch up before it is done (and recorded, under the same id) again."""
 FAILED_REST_SECONDS = 5.0
 """After a step failed for a reason other than the partner (Kafka, a bug), how long before
 it is tried again."""
+MIN_PASS_GAP_SECONDS = 0.05
+"""Passes over the due steps are at least this far apart, however often the decider wakes
+the manager: a rush of answers is picked up in a few passes, not one per answer."""
 BACKOFF_BASE_SECONDS = 0.2
 BACKOFF_CAP_SECONDS = 10.0
 
@@ -371,6 +374,7 @@ class LodgingManager:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._woken.wait(), timeout=self._poll_seconds)
+                await asyncio.sleep(MIN_PASS_GAP_SECONDS)
         finally:
             await self._cancel_all()
             log.info("lodging_manager_stopped")
@@ -432,17 +436,26 @@ class LodgingManager:
                 )
             ).all()
         due: list[Work] = [_convention_step(row) for row in conventions]
+        wanted = free + len(due)
         for row in requests:
+            if len(due) >= wanted:
+                break
+            if self._busy_key(f"request:{row.request_id}", _row_signature(row)):
+                continue
             step = _room_step(row)
             if step is not None:
                 due.append(step)
         return due
 
     def _busy(self, work: Work) -> bool:
-        if work.key in self._memory.running:
+        return self._busy_key(work.key, work.signature)
+
+    def _busy_key(self, key: str, signature: Signature) -> bool:
+        """Running, or resting at this very step (its record not decided yet)."""
+        if key in self._memory.running:
             return True
-        resting = self._memory.resting.get(work.key)
-        return resting is not None and resting[0] == work.signature and self._clock() < resting[1]
+        resting = self._memory.resting.get(key)
+        return resting is not None and resting[0] == signature and self._clock() < resting[1]
 
     def _start(self, work: Work) -> None:
         self._memory.first_tried.setdefault((work.key, work.signature), self._clock())
@@ -555,6 +568,11 @@ class LodgingManager:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._memory.running.clear()
+
+
+def _row_signature(row: Any) -> Signature:
+    """`RoomStep.signature` from the row's plain columns, before anything is parsed."""
+    return (str(row.next_step), str(row.attempt), str(row.retries))
 
 
 def _room_step(row: Any) -> RoomStep | None:
