@@ -34,6 +34,14 @@ class Topics:
         return f"{self.prefix}partner.lodging.events"
 
     @property
+    def account_commands(self) -> str:
+        return f"{self.prefix}accounts.commands"
+
+    @property
+    def account_events(self) -> str:
+        return f"{self.prefix}accounts.events"
+
+    @property
     def dead_letter(self) -> str:
         return f"{self.prefix}dead-letter"
 
@@ -44,12 +52,14 @@ class Topics:
             self.lodging_commands,
             self.lodging_events,
             self.partner_lodging_events,
+            self.account_commands,
+            self.account_events,
             self.dead_letter,
         )
 
     def event_topics(self) -> tuple[str, ...]:
         """Topics that are the system of record: kept forever."""
-        return (self.registration_events, self.lodging_events)
+        return (self.registration_events, self.lodging_events, self.account_events)
 
 
 def registration_key(convention_id: uuid.UUID) -> str:
@@ -60,3 +70,8 @@ def registration_key(convention_id: uuid.UUID) -> str:
 def lodging_key(convention_id: uuid.UUID) -> str:
     """A convention's lodging lands on the partition its registrations land on."""
     return str(convention_id)
+
+
+def account_key(email_key: str) -> str:
+    """Everything about one account lands on the partition of its e-mail identity."""
+    return email_key

@@ -13,6 +13,7 @@ from sqlalchemy import MetaData, inspect, pool, text
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from consumers.accounts.tables import metadata as account_metadata
 from consumers.lodging.tables import metadata as lodging_metadata
 from consumers.registration.tables import metadata as registration_metadata
 from infra.db import merged_metadata
@@ -26,7 +27,7 @@ from tests.conftest import Services, settings_without_env_file
 pytestmark = pytest.mark.integration
 
 METADATA = {
-    "write": merged_metadata(registration_metadata, lodging_metadata),
+    "write": merged_metadata(registration_metadata, lodging_metadata, account_metadata),
     "read": merged_metadata(website_metadata, lodging_read_metadata),
     "reporting": reporting_metadata,
 }

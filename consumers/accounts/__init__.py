@@ -1,0 +1,1 @@
+"""Accounts: the decider of sign-ups, verifications, passwords and roles."""
