@@ -18,6 +18,9 @@ from litestar import Litestar
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from consumers.accounts import tables as account_tables
+from consumers.accounts.handler import AccountDecider
+from consumers.accounts.mailer import Mailer
 from consumers.lodging import tables as lodging_tables
 from consumers.lodging.circuit import CircuitBreaker
 from consumers.lodging.handler import LodgingDecider
@@ -38,6 +41,8 @@ from producers.commands import CommandPublisher
 from producers.kafka import make_producer
 from producers.outbox import OutboxRelay
 from producers.partner_bridge import PartnerBridge
+from projections.accounts import tables as account_read
+from projections.accounts.projector import AccountsProjector
 from projections.lodging import tables as lodging_read
 from projections.lodging.projector import LodgingProjector
 from projections.reporting import tables as reporting_tables
@@ -46,13 +51,14 @@ from projections.website import tables as read_tables
 from projections.website.projector import WebsiteProjector
 from schemas.topics import Topics
 
-DECIDERS = ("registration", "lodging")
-PROJECTORS = ("website", "reporting", "lodging")
+DECIDERS = ("registration", "lodging", "accounts")
+PROJECTORS = ("website", "reporting", "lodging", "accounts")
 BRIDGE = "bridge.partner"
 LODGING_FETCH_WAIT_MS = 100
-"""Lodging's consumers wait longer for records than the registration path's 20 ms: the
-embedded broker answers a fetch only when the wait is over, so an idle consumer costs it a
-fetch per wait, and a room request (which waits on the partner anyway) loses little."""
+"""Lodging's and accounts' consumers wait longer for records than the registration path's
+20 ms: the embedded broker answers a fetch only when the wait is over, so an idle consumer
+costs it a fetch per wait, and neither a room request (which waits on the partner anyway)
+nor a sign-up loses much."""
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -120,6 +126,18 @@ def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[Watched
         WatchedGroup(
             group_name(settings, "projector.lodging"),
             lodging_read_sources(topics),
+            read_engine,
+            read_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            decider_group(settings, "accounts"),
+            (topics.account_commands,),
+            write_engine,
+            write_tables.consumer_positions,
+        ),
+        WatchedGroup(
+            group_name(settings, "projector.accounts"),
+            (topics.account_events,),
             read_engine,
             read_tables.consumer_positions,
         ),
@@ -235,6 +253,8 @@ def build_decider(
         raise ValueError(f"unknown decider {name!r}; known: {', '.join(DECIDERS)}")
     if name == "lodging":
         return build_lodging(settings, max_records=max_records)
+    if name == "accounts":
+        return build_account_decider(settings, max_records=max_records)
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=4)
     producer = make_producer(settings.kafka_bootstrap_servers)
@@ -350,6 +370,46 @@ def build_lodging(
     return ConsumerRole(consumer, producer, engine.dispose, tuple(companions))
 
 
+def build_account_decider(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
+    """Sign-ups, verifications, passwords and roles, one e-mail identity per partition."""
+    topics = topics_of(settings)
+    engine = make_engine(settings.db.write_url, pool_size=2)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    relay = OutboxRelay(engine, account_tables.outbox, producer)
+    decider = AccountDecider(topics, engine, producer)
+    retention = _dedup_retention(
+        settings,
+        engine,
+        [Purge(account_tables.decided_commands, account_tables.decided_commands.c.decided_at)],
+        command_topic=topics.account_commands,
+    )
+
+    async def when_idle() -> None:
+        await decider.idle()
+        await retention.when_idle()
+
+    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
+        await relay.drain(grace=timedelta(0), partitions={tp.partition for tp in assigned})
+
+    consumer = ExactlyOnceConsumer(
+        ConsumerConfig(
+            group=decider_group(settings, "accounts"),
+            topics=(topics.account_commands,),
+            dead_letter_topic=topics.dead_letter,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            max_records=max_records,
+            fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
+        ),
+        engine=engine,
+        positions=write_tables.consumer_positions,
+        handler=decider,
+        producer=producer,
+        on_assigned=publish_leftovers,
+        on_idle=when_idle,
+    )
+    return ConsumerRole(consumer, producer, engine.dispose)
+
+
 def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
     """The partner's event feed in, lodging commands out; positions in the write database."""
     topics = topics_of(settings)
@@ -429,6 +489,20 @@ def build_projector(
             ],
             command_topic=topics.lodging_commands,
         ).when_idle
+    elif name == "accounts":
+        engine = make_engine(settings.db.read_url, pool_size=2)
+        handler = AccountsProjector()
+        positions = read_tables.consumer_positions
+        sources = (topics.account_events,)
+        on_idle = _dedup_retention(
+            settings,
+            engine,
+            [
+                Purge(account_read.applied_events, account_read.applied_events.c.applied_at),
+                Purge(account_read.command_outcomes, account_read.command_outcomes.c.recorded_at),
+            ],
+            command_topic=topics.account_commands,
+        ).when_idle
     elif name == "reporting":
         engine = make_engine(settings.db.reporting_url, pool_size=4)
         handler = EventArchiver()
@@ -444,7 +518,11 @@ def build_projector(
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,
-            **({"fetch_max_wait_ms": LODGING_FETCH_WAIT_MS} if name == "lodging" else {}),
+            **(
+                {"fetch_max_wait_ms": LODGING_FETCH_WAIT_MS}
+                if name in ("lodging", "accounts")
+                else {}
+            ),
         ),
         engine=engine,
         positions=positions,
@@ -453,6 +531,16 @@ def build_projector(
         on_idle=on_idle,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
+
+
+@contextlib.asynccontextmanager
+async def mailer_role(settings: Settings) -> AsyncIterator[Mailer]:
+    """The dev mail sink: mails the account decider decided to send, as files in a folder."""
+    engine = make_engine(settings.db.write_url, pool_size=2)
+    try:
+        yield Mailer(engine, settings.mail_folder)
+    finally:
+        await engine.dispose()
 
 
 @dataclass
@@ -479,6 +567,7 @@ async def relay_role(settings: Settings) -> AsyncIterator[Relays]:
             (
                 OutboxRelay(engine, write_tables.outbox, producer),
                 OutboxRelay(engine, lodging_tables.outbox, producer),
+                OutboxRelay(engine, account_tables.outbox, producer),
             )
         )
     finally:

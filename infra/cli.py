@@ -83,6 +83,16 @@ def _relay(settings: Settings, args: argparse.Namespace) -> None:
     _run_role(main())
 
 
+def _mailer(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import mailer_role, run_until_signalled
+
+    async def main() -> None:
+        async with mailer_role(settings) as mailer:
+            await run_until_signalled(mailer.run, mailer.stop)
+
+    _run_role(main())
+
+
 def _bridge(settings: Settings, args: argparse.Namespace) -> None:
     from infra.bootstrap import build_bridge, serve
 
@@ -318,6 +328,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("relay", help="republish outbox events whose publisher died")
     p.set_defaults(func=_relay)
+
+    p = sub.add_parser(
+        "mailer", help="deliver the mails decisions send (dev: .eml files in BUTTERFLY_MAIL_DIR)"
+    )
+    p.set_defaults(func=_mailer)
 
     p = sub.add_parser(
         "bridge", help="translate the lodging partner's events into lodging commands"

@@ -1,5 +1,5 @@
-"""`butterfly dev` (what `make run` runs): find or start the broker and MariaDB, migrate,
-create topics, then run every role as its own process until Ctrl-C or SIGTERM."""
+"""`butterfly dev` (what `make run` runs): find or start the broker, MariaDB and Redis,
+migrate, create topics, then run every role as its own process until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 
@@ -14,7 +14,14 @@ import httpx
 import structlog
 
 from infra.migrate import drop_databases, migrate
-from infra.services import ServiceUnavailable, ensure_kafka, ensure_mariadb
+from infra.services import (
+    ServiceUnavailable,
+    StoppableService,
+    ensure_kafka,
+    ensure_mariadb,
+    ensure_redis,
+    redis_url_for_display,
+)
 from infra.settings import Settings
 from infra.simulators.lodging.store import database_name as partner_database
 from infra.simulators.lodging.store import drop_store
@@ -55,6 +62,9 @@ def dev_roles(
         Role("decider.lodging", [*cli, "decider", "lodging"], env),
         Role("projector.lodging", [*cli, "projector", "lodging"], env),
         Role("bridge", [*cli, "bridge"], env),
+        Role("decider.accounts", [*cli, "decider", "accounts"], env),
+        Role("projector.accounts", [*cli, "projector", "accounts"], env),
+        Role("mailer", [*cli, "mailer"], env),
     ]
     if partner_port is not None:
         roles.append(Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env))
@@ -78,16 +88,23 @@ async def announce_ready(url: str, within: float = 120.0) -> None:
 async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
     run_dir = Path(settings.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
-    stoppables = []
+    started: list[StoppableService | None] = []
     try:
         try:
             bootstrap, broker = await ensure_kafka(settings, run_dir)
+            started.append(broker)
             database_url, database = await ensure_mariadb(settings, run_dir)
+            started.append(database)
+            redis_url, redis = await ensure_redis(settings, run_dir)
+            started.append(redis)
         except ServiceUnavailable as exc:
             sys.exit(f"butterfly dev: {exc}")
-        stoppables = [s for s in (database, broker) if s is not None]
         settings = settings.model_copy(
-            update={"kafka_bootstrap_servers": bootstrap, "database_url": database_url}
+            update={
+                "kafka_bootstrap_servers": bootstrap,
+                "database_url": database_url,
+                "redis_url": redis_url,
+            }
         )
         if broker is not None or fresh:
             log.info(
@@ -112,6 +129,8 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "BUTTERFLY_REDIS_NAMESPACE": settings.redis_namespace,
             "BUTTERFLY_ADMIN_TOKEN": token,
             "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
             "BUTTERFLY_DB_PREFIX": settings.db_prefix,
@@ -125,9 +144,12 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             f"  Health     {base}/health  (ready: {base}/health/ready)\n"
             f"  Admin      Authorization: Bearer {token}\n"
             f"  Partner    {partner}/v1  (lodging simulator; faults: {partner}/admin/faults)\n"
+            f"  Mail       {settings.mail_folder.resolve()}  (mails as .eml files)\n"
             f"  Kafka      {bootstrap}\n"
             f"  MariaDB    {settings.db.server_url().render_as_string()} "
             f"({', '.join(settings.db.names())})\n"
+            f"  Redis      {redis_url_for_display(redis_url)} "
+            f"(keys under {settings.redis_namespace}:)\n"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
@@ -137,5 +159,6 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         finally:
             announcing.cancel()
     finally:
-        for service in stoppables:
-            service.stop()
+        for service in reversed(started):
+            if service is not None:
+                service.stop()

@@ -1,8 +1,11 @@
-"""Find or start the services Butterfly needs in dev and test: a Kafka broker and MariaDB.
+"""Find or start the services Butterfly needs in dev and test: a Kafka broker, MariaDB and
+Redis.
 
 Kafka: `KAFKA_BOOTSTRAP_SERVERS` if it answers, otherwise the embedded Tansu broker.
 MariaDB: `DATABASE_URL` if it answers, otherwise a project-local `mariadbd` under the run
 directory, otherwise a testcontainers MariaDB if a Docker engine answers.
+Redis: `REDIS_URL` if it answers, otherwise 127.0.0.1:6379, otherwise a project-local
+`redis-server` under the run directory.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ import subprocess
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import IO, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import structlog
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -39,6 +45,8 @@ MARIADB_IMAGE = "mariadb:11"
 MARIADB_SERVER_NAMES = ("mariadbd", "mysqld")
 MARIADB_INSTALL_NAMES = ("mariadb-install-db", "mysql_install_db")
 SYSTEM_BINARY_DIRS = (Path("/usr/sbin"), Path("/usr/local/sbin"))
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_SERVER_NAMES = ("redis-server",)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -304,16 +312,22 @@ async def ensure_kafka(settings: Settings, run_dir: Path) -> tuple[str, Embedded
 async def _stop_stale_broker(pid_file: Path) -> None:
     """A broker an earlier run started and never stopped (it was killed): its in-memory
     records are useless to a new run, so it is stopped rather than reused."""
+    await _stop_stale_process(pid_file, b"tansu", "stopping a broker left by an earlier run")
+
+
+async def _stop_stale_process(pid_file: Path, marker: bytes, event: str) -> None:
+    """Stop the process `pid_file` names if its command line still holds `marker` (the pid
+    may since have gone to something else, which is left alone)."""
     try:
         pid = int(pid_file.read_text().strip())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return
-    if b"tansu" not in cmdline:
+    if marker not in cmdline:
         pid_file.unlink(missing_ok=True)
         return
-    log.info("stopping a broker left by an earlier run", pid=pid)
+    log.info(event, pid=pid)
     os.kill(pid, signal.SIGTERM)
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
@@ -603,3 +617,147 @@ async def ensure_mariadb(settings: Settings, run_dir: Path) -> tuple[str, Stoppa
         "set DATABASE_URL, or install mariadb-server (apt-get install mariadb-server), "
         "or run a Docker engine"
     )
+
+
+def redis_url_for_display(url: str) -> str:
+    """`url` with its password, if any, masked: fit for logs and error messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    userinfo = f"{parts.username or ''}:***"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{host}"))
+
+
+async def redis_answers(url: str, timeout: float = 3.0) -> bool:
+    """True if the Redis server at `url` accepts a connection and answers PING in time."""
+    client: Redis | None = None
+    try:
+        client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+        async with asyncio.timeout(timeout):
+            return bool(await client.ping())
+    except (RedisError, OSError, TimeoutError, ValueError) as error:
+        log.debug("redis_not_answering", url=redis_url_for_display(url), error=repr(error))
+        return False
+    finally:
+        if client is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await client.aclose()
+
+
+def redis_server_binary() -> Path | None:
+    return _find_binary(REDIS_SERVER_NAMES)
+
+
+class LocalRedis:
+    """A project-local `redis-server` on 127.0.0.1, keeping nothing on disk: sessions and
+    rate-limit counters are worth nothing once the run that made them is over."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        port: int,
+        *,
+        binary: Path | None = None,
+        start_timeout: float = 15.0,
+        stop_timeout: float = 5.0,
+    ) -> None:
+        self.dir = run_dir.resolve() / "redis"
+        self.port = port
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._binary = binary
+        self._child = _ChildProcess("redis-server", self.dir / f"redis-{port}.log")
+
+    @property
+    def pid_file(self) -> Path:
+        return self.dir / "redis.pid"
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid
+
+    @property
+    def running(self) -> bool:
+        return self._child.running
+
+    def argv(self) -> list[str]:
+        binary = self._binary or redis_server_binary()
+        if binary is None:
+            raise ServiceUnavailable(
+                "redis-server not found; install redis-server (apt-get install redis-server) "
+                "or set REDIS_URL"
+            )
+        return [
+            str(binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.dir),
+        ]
+
+    async def _answers(self, probe_timeout: float) -> bool:
+        return await _tcp_reachable("127.0.0.1", self.port) and await redis_answers(
+            self.url, timeout=probe_timeout
+        )
+
+    async def start(self) -> None:
+        """Start `redis-server` (stopping one an earlier, killed run left behind) and return
+        once it answers PING."""
+        argv = self.argv()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        await _stop_stale_process(self.pid_file, b"redis-server", "stale_redis_stopping")
+        self._child.spawn(argv)
+        try:
+            await self._child.wait_until_answering(
+                self._answers, self.start_timeout, f"127.0.0.1:{self.port}"
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.pid_file.write_text(f"{self.pid}\n")
+        log.info("local_redis_started", url=self.url, pid=self.pid)
+
+    def stop(self) -> None:
+        """SIGTERM the server, SIGKILL it if it is still there after `stop_timeout`."""
+        if self._child.pid is not None:
+            self._child.stop(self.stop_timeout)
+            self.pid_file.unlink(missing_ok=True)
+            log.info("local_redis_stopped", url=self.url)
+
+
+async def ensure_redis(settings: Settings, run_dir: Path) -> tuple[str, StoppableService | None]:
+    """A Redis URL that answers, and a handle if this call started the server.
+
+    A `REDIS_URL` that is set must answer. Unset, tried in order: the default server
+    (127.0.0.1:6379); a project-local `redis-server` under `run_dir` on a free port.
+    """
+    configured = settings.redis_url.strip()
+    if configured:
+        if await redis_answers(configured):
+            return configured, None
+        raise ServiceUnavailable(
+            f"REDIS_URL={redis_url_for_display(configured)} does not answer PING; start that "
+            "server or unset REDIS_URL to use 127.0.0.1:6379 or a local redis-server"
+        )
+    if await redis_answers(DEFAULT_REDIS_URL):
+        return DEFAULT_REDIS_URL, None
+    log.info("default_redis_not_answering", url=DEFAULT_REDIS_URL)
+    if redis_server_binary() is None:
+        raise ServiceUnavailable(
+            f"No Redis: {DEFAULT_REDIS_URL} does not answer and redis-server is not installed; "
+            "set REDIS_URL, or install redis-server (apt-get install redis-server)"
+        )
+    local = LocalRedis(run_dir, free_port())
+    await local.start()
+    return local.url, local

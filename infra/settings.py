@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -103,6 +104,17 @@ class Settings(BaseSettings):
         default="mysql+asyncmy://root@127.0.0.1:3306/", validation_alias="DATABASE_URL"
     )
     embedded_kafka_port: int = 19092
+    redis_url: str = Field(default="", validation_alias="REDIS_URL")
+    """The Redis every gateway shares for sessions and rate limits; empty: find or start one."""
+    redis_namespace: str = "butterfly"
+    """Prefix of every Redis key, so test runs and `make run` never share keys."""
+    session_idle_minutes: float = 60 * 24 * 14
+    """A session not used for this long ends; each use starts the count again."""
+    login_attempts_per_account: int = 5
+    """Failed logins one account may take per `login_window_seconds` before it must wait."""
+    login_attempts_per_address: int = 20
+    """Failed logins one client address may make per `login_window_seconds`, across accounts."""
+    login_window_seconds: float = 300
     decision_wait_seconds: float = 5.0
     max_in_flight: int = 4096
     """Requests a gateway process serves at once; past that it answers 503 at once."""
@@ -119,6 +131,9 @@ class Settings(BaseSettings):
     topic keeps its records."""
     log_level: str = "INFO"
     run_dir: str = ".run"
+    mail_dir: str = ""
+    """Where the dev mail sink (`butterfly mailer`) writes the mails as .eml files; empty:
+    `mail` in the run directory."""
     partner_port: int = 8100
     """Where the lodging partner simulator (`butterfly partner-sim`) listens."""
     partner_latency_ms: float = 0.0
@@ -153,6 +168,10 @@ class Settings(BaseSettings):
     """How long an open circuit makes no calls before one probe call tries the partner."""
     lodging_give_up_seconds: float = 900.0
     """A step still failing after this long is parked for an admin to retry."""
+
+    @property
+    def mail_folder(self) -> Path:
+        return Path(self.mail_dir) if self.mail_dir else Path(self.run_dir) / "mail"
 
     @property
     def partner_base_url(self) -> str:

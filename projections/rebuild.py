@@ -28,6 +28,7 @@ from infra.bootstrap import decider_group, group_name, topics_of, website_source
 from infra.db import make_engine
 from infra.pipeline.exactly_once import Record
 from infra.settings import Settings
+from projections.accounts import tables as account_tables
 from projections.lodging import tables as lodging_tables
 from projections.progress import Progress
 from projections.reporting import tables as reporting_tables
@@ -50,6 +51,8 @@ def projection_store(settings: Settings, name: str) -> tuple[MetaData, URL]:
         return reporting_tables.metadata, settings.db.reporting_url
     if name == "lodging":
         return lodging_tables.metadata, settings.db.read_url
+    if name == "accounts":
+        return account_tables.metadata, settings.db.read_url
     raise ValueError(f"unknown projection {name!r}")
 
 

@@ -105,6 +105,9 @@ class RegisterAttendee(Command):
     name: Text
     badge_type: BadgeCode
     request_hash: str = Field(max_length=64)
+    account_id: uuid.UUID | None = None
+    """The account registering, when logged in; None for a guest registration, which
+    belongs to its e-mail."""
 
 
 class CancelRegistration(Command):
@@ -142,6 +145,7 @@ class AttendeeRegistered(Event):
     name: str
     badge_type: str
     request_hash: str
+    account_id: uuid.UUID | None = None
 
 
 class RegistrationRejected(Event):
@@ -152,6 +156,7 @@ class RegistrationRejected(Event):
     badge_type: str
     request_hash: str
     reason: RejectionReason
+    account_id: uuid.UUID | None = None
 
 
 class RegistrationCancelled(Event):

@@ -6,10 +6,15 @@ DESIGN.md says, with database names and a topic prefix no other run (nor `make r
 - MariaDB: `DATABASE_URL` if set (it must answer, or the run stops); otherwise
   127.0.0.1:3306 if it answers, a project-local `mariadbd`, or testcontainers where Docker
   answers.
-- `BUTTERFLY_TESTCONTAINERS=1` runs the suite on Kafka and MariaDB containers instead.
+- Redis: `REDIS_URL` if set (it must answer, or the run stops); otherwise 127.0.0.1:6379 if
+  it answers, or a project-local `redis-server` on a free port, stopped at the end. Each
+  stack gets a key namespace of its own.
+- `BUTTERFLY_TESTCONTAINERS=1` runs the suite on Kafka and MariaDB containers instead (Redis
+  is still found or started as above).
 - No env file: the settings tests build pass `_env_file=None`, and `BUTTERFLY_ENV_FILE` is
   empty for the whole run, so a `.env` reaches neither them nor the processes they start.
-- What a run makes it removes: each stack's databases and topics, then the run folder.
+- What a run makes it removes: each stack's databases, topics and Redis keys, then the run
+  folder.
 """
 
 from __future__ import annotations
@@ -28,14 +33,19 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import UnknownTopicOrPartitionError
 from sqlalchemy.engine import make_url
 
+from gateway.sessions import make_redis
 from infra.migrate import drop_databases, migrate
 from infra.services import (
     EmbeddedBroker,
+    ServiceUnavailable,
     StoppableService,
     ensure_mariadb,
+    ensure_redis,
     free_port,
     kafka_answers,
     mariadb_answers,
+    redis_answers,
+    redis_url_for_display,
 )
 from infra.settings import ENV_FILE_VARIABLE, Settings
 from producers.kafka import ensure_topics
@@ -44,6 +54,7 @@ from schemas.topics import Topics
 TEST_TOKEN = "test-admin-token"
 TOPIC_DELETION_DISABLED = 73
 """Kafka's error code for a DeleteTopics refused by `delete.topic.enable=false`."""
+UNLINK_BATCH = 500
 
 
 @dataclass(frozen=True)
@@ -74,6 +85,12 @@ async def configured_service_problem(environ: Mapping[str, str]) -> str | None:
                 f"DATABASE_URL={make_url(database).render_as_string()} does not answer; "
                 "unset it to use 127.0.0.1:3306, a local mariadbd or a container"
             )
+    redis = environ.get("REDIS_URL", "").strip()
+    if redis and not await redis_answers(redis):
+        return (
+            f"REDIS_URL={redis_url_for_display(redis)} does not answer PING; "
+            "unset it to use 127.0.0.1:6379 or a local redis-server"
+        )
     return None
 
 
@@ -125,6 +142,43 @@ async def services() -> AsyncIterator[Services]:
         shutil.rmtree(run_dir)
 
 
+@pytest.fixture(scope="session")
+async def redis_url() -> AsyncIterator[str]:
+    """A Redis every test of the run shares; tests keep apart by key namespace."""
+    run_dir = Path(tempfile.mkdtemp(prefix="butterfly-test-redis-"))
+    server: StoppableService | None = None
+    try:
+        try:
+            url, server = await ensure_redis(settings_without_env_file(), run_dir)
+        except ServiceUnavailable as exc:
+            pytest.exit(str(exc), returncode=pytest.ExitCode.USAGE_ERROR)
+        yield url
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(run_dir)
+
+
+async def delete_namespace(url: str, namespace: str) -> int:
+    """Remove every key under `<namespace>:` (SCAN, so the server is never blocked); the
+    number removed."""
+    pattern = "".join(f"\\{c}" if c in "*?[]\\" else c for c in namespace) + ":*"
+    client = make_redis(url)
+    removed = 0
+    try:
+        batch: list[bytes] = []
+        async for key in client.scan_iter(match=pattern, count=UNLINK_BATCH):
+            batch.append(key)
+            if len(batch) >= UNLINK_BATCH:
+                removed += await client.unlink(*batch)
+                batch = []
+        if batch:
+            removed += await client.unlink(*batch)
+    finally:
+        await client.aclose()
+    return removed
+
+
 async def delete_topics(bootstrap: str, prefixes: Sequence[str]) -> None:
     """Delete every topic whose name starts with one of `prefixes`. The embedded broker
     (Tansu 0.6) answers DeleteTopics; a broker with topic deletion disabled leaves them, with
@@ -157,9 +211,9 @@ StackFactory = Callable[..., Awaitable[Settings]]
 
 
 @pytest.fixture(scope="session")
-async def make_settings(services: Services) -> AsyncIterator[StackFactory]:
-    """Settings for an isolated stack: fresh databases (migrated) and fresh topics, both
-    removed at the end of the run."""
+async def make_settings(services: Services, redis_url: str) -> AsyncIterator[StackFactory]:
+    """Settings for an isolated stack: fresh databases (migrated), fresh topics and a Redis
+    key namespace of its own, all removed at the end of the run."""
     made: list[Settings] = []
 
     async def make(partitions: int = 3, **overrides: object) -> Settings:
@@ -167,7 +221,9 @@ async def make_settings(services: Services) -> AsyncIterator[StackFactory]:
         settings = settings_without_env_file(
             KAFKA_BOOTSTRAP_SERVERS=services.bootstrap,
             DATABASE_URL=services.database_url,
+            REDIS_URL=redis_url,
             db_prefix=f"bfy_test_{tag}",
+            redis_namespace=f"bfy_test_{tag}",
             topic_prefix=f"test.{tag}.",
             admin_token=TEST_TOKEN,
             partitions=partitions,
@@ -189,4 +245,8 @@ async def make_settings(services: Services) -> AsyncIterator[StackFactory]:
         for settings in made:
             await drop_databases(settings)
     finally:
-        await delete_topics(services.bootstrap, [settings.topic_prefix for settings in made])
+        try:
+            await delete_topics(services.bootstrap, [settings.topic_prefix for settings in made])
+        finally:
+            for settings in made:
+                await delete_namespace(redis_url, settings.redis_namespace)

@@ -144,6 +144,7 @@ def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
                 badge_type=command.badge_type,
                 request_hash=command.request_hash,
                 reason=reason,
+                account_id=command.account_id,
             )
         ]
     return [
@@ -154,6 +155,7 @@ def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
             name=command.name,
             badge_type=command.badge_type,
             request_hash=command.request_hash,
+            account_id=command.account_id,
         )
     ]
 

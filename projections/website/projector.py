@@ -36,6 +36,7 @@ from schemas.envelope import (
     decode_envelope,
     header,
 )
+from schemas.identity import email_key
 from schemas.registration import (
     SET_ASIDE,
     AttendeeRegistered,
@@ -309,6 +310,15 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
             log.warning("event_not_projected", type=envelope.type)
 
 
+def _email_key(email: str) -> str | None:
+    """The identity key a guest registration is claimed by; None for an address that has
+    none (a dead-lettered command's, shown pending until set aside)."""
+    try:
+        return email_key(email)
+    except ValueError:
+        return None
+
+
 def _registration_row(
     envelope: Envelope,
     message: RegisterAttendee | AttendeeRegistered | RegistrationRejected,
@@ -320,6 +330,8 @@ def _registration_row(
         "registration_id": str(message.registration_id),
         "convention_id": str(message.convention_id),
         "email": message.email,
+        "email_key": _email_key(message.email),
+        "account_id": None if message.account_id is None else str(message.account_id),
         "name": message.name,
         "badge_type": message.badge_type,
         "status": status,

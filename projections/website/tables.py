@@ -59,9 +59,16 @@ registrations = Table(
     Column("request_hash", String(64), nullable=False),
     Column("created_at", DATETIME(fsp=6), nullable=False),
     Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Column("email_key", String(254, collation="utf8mb4_bin"), nullable=True),
+    Column("account_id", String(36), nullable=True),
     Index("ix_registrations_listing", "convention_id", "status", "created_at", "registration_id"),
     Index("ix_registrations_by_convention", "convention_id", "created_at", "registration_id"),
+    Index("ix_registrations_account", "account_id", "created_at"),
+    Index("ix_registrations_email_key", "email_key", "created_at"),
 )
+"""`account_id` is the owner of a registration made while logged in; a guest registration
+(no account) belongs to its `email_key` (`schemas.identity.email_key`): an account with that
+address verified sees it as its own."""
 
 command_outcomes = Table(
     "command_outcomes",

@@ -43,6 +43,8 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "BUTTERFLY_REDIS_NAMESPACE": settings.redis_namespace,
         "BUTTERFLY_ADMIN_TOKEN": TEST_TOKEN,
         "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,

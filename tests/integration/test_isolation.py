@@ -23,6 +23,8 @@ GIVEN_BY_MAKE_SETTINGS = (
     "topic_prefix",
     "admin_token",
     "partitions",
+    "redis_url",
+    "redis_namespace",
 )
 
 

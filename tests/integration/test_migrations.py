@@ -19,6 +19,7 @@ from consumers.registration.tables import metadata as registration_metadata
 from infra.db import merged_metadata
 from infra.migrate import database_urls, drop_databases, migrate
 from infra.settings import Settings
+from projections.accounts.tables import metadata as accounts_read_metadata
 from projections.lodging.tables import metadata as lodging_read_metadata
 from projections.reporting.tables import metadata as reporting_metadata
 from projections.website.tables import metadata as website_metadata
@@ -28,7 +29,7 @@ pytestmark = pytest.mark.integration
 
 METADATA = {
     "write": merged_metadata(registration_metadata, lodging_metadata, account_metadata),
-    "read": merged_metadata(website_metadata, lodging_read_metadata),
+    "read": merged_metadata(website_metadata, lodging_read_metadata, accounts_read_metadata),
     "reporting": reporting_metadata,
 }
 

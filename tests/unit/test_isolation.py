@@ -19,7 +19,7 @@ from tests.conftest import configured_service_problem, settings_without_env_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEADLINE_SECONDS = 60.0
-CONFIGURED_SERVICES = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL")
+CONFIGURED_SERVICES = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "REDIS_URL")
 LEAK_PREFIX = "leak."
 
 

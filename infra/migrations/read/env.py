@@ -1,8 +1,10 @@
-"""Alembic environment for the read models (`butterfly_read`): the website's and lodging's."""
+"""Alembic environment for the read models (`butterfly_read`): the website's, lodging's and
+accounts'."""
 
 from infra.db import merged_metadata
 from infra.migrations.runner import run_env
+from projections.accounts.tables import metadata as accounts_metadata
 from projections.lodging.tables import metadata as lodging_metadata
 from projections.website.tables import metadata as website_metadata
 
-run_env(merged_metadata(website_metadata, lodging_metadata))
+run_env(merged_metadata(website_metadata, lodging_metadata, accounts_metadata))
