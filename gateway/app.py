@@ -29,6 +29,8 @@ def create_app(
         await gateway.waiter.start()
 
     async def stop() -> None:
+        if gateway.accounts is not None:
+            await gateway.accounts.close()
         await gateway.waiter.stop()
         await gateway.watch.close()
         await gateway.publisher.stop()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from typing import Annotated, Any
 
@@ -27,21 +26,14 @@ ADMIN = "admin"
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
 
 
-def admin_guard(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    gateway: Gateway = connection.app.state.gateway
-    scheme, _space, token = connection.headers.get("authorization", "").partition(" ")
-    if (
-        scheme.lower() != "bearer"
-        or not gateway.admin_token
-        or not hmac.compare_digest(token.strip().encode(), gateway.admin_token.encode())
-    ):
-        raise Problem(
-            401,
-            "unauthorized",
-            "Admin token required",
-            "Send Authorization: Bearer <admin token>.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+async def admin_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Admins only: the bootstrap admin token, or a session of an account with the admin
+    role. 401 for anyone else not logged in, 403 for a logged-in account without it."""
+    from gateway.accounts import admin_principal
+
+    await admin_principal(connection)
 
 
 def convention_location(convention_id: uuid.UUID) -> str:

@@ -7,7 +7,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from litestar import Request, Response
 from litestar.params import HeaderParameter
@@ -22,6 +22,9 @@ from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap
 from schemas.topics import Topics, registration_key
+
+if TYPE_CHECKING:
+    from gateway.accounts import AccountDesk
 
 IdempotencyKey = Annotated[
     str | None,
@@ -44,6 +47,9 @@ class Gateway:
     admin_token: str
     decision_wait_seconds: float
     watch: ConsumerWatch
+    accounts: AccountDesk | None = None
+    """Sessions, login limits, credentials and account reads; None where accounts are not
+    set up (then every caller is anonymous)."""
 
     async def decide(
         self,

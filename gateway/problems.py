@@ -14,6 +14,7 @@ from litestar.status_codes import (
     HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_500_INTERNAL_SERVER_ERROR,
 )
+from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError
 
 from gateway.correlation import CORRELATION_HEADER, correlation_from
@@ -181,6 +182,7 @@ EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
     KafkaError: _on_unavailable,
     DBAPIError: _on_unavailable,
     TimeoutError: _on_unavailable,
+    RedisError: _on_unavailable,
     Exception: _on_unexpected,
 }
 

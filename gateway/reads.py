@@ -147,6 +147,37 @@ class ReadModels:
             ).first()
         return None if row is None else (_registration_view(row), row.request_hash)
 
+    async def owner_key(self, registration_id: uuid.UUID) -> str | None:
+        """The e-mail identity a registration belongs to (for a guest registration)."""
+        async with self._engine.connect() as conn:
+            return (
+                await conn.execute(
+                    select(t.registrations.c.email_key).where(
+                        t.registrations.c.registration_id == str(registration_id)
+                    )
+                )
+            ).scalar_one_or_none()
+
+    async def registrations_of(
+        self, account_id: uuid.UUID, verified_email_key: str | None, *, limit: int = 200
+    ) -> list[RegistrationView]:
+        """An account's registrations: those it made logged in, and the guest registrations
+        of its e-mail identity once it is verified (signing up claims them), newest first."""
+        r = t.registrations.c
+        owned: Any = r.account_id == str(account_id)
+        if verified_email_key is not None:
+            owned = or_(owned, and_(r.account_id.is_(None), r.email_key == verified_email_key))
+        async with self._engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    select(t.registrations)
+                    .where(owned)
+                    .order_by(r.created_at.desc(), r.registration_id)
+                    .limit(limit)
+                )
+            ).all()
+        return [_registration_view(row) for row in rows]
+
     async def registrations(
         self, convention_id: uuid.UUID, *, status: str | None, cursor: str | None, limit: int
     ) -> tuple[list[RegistrationView], str | None]:
@@ -240,6 +271,7 @@ def _registration_view(row: Any) -> RegistrationView:
         reason=row.reason,
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
+        account_id=None if row.account_id is None else uuid.UUID(row.account_id),
     )
 
 

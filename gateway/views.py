@@ -88,6 +88,8 @@ class RegistrationView(BaseModel):
     reason: str | None
     created_at: datetime
     updated_at: datetime
+    account_id: uuid.UUID | None = None
+    """The owner when it was made while logged in; a guest registration has none."""
 
 
 class RegistrationPage(BaseModel):

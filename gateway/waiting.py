@@ -346,6 +346,7 @@ def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
             reason=reason,
             created_at=at,
             updated_at=at,
+            account_id=event.account_id,
         )
 
     match event:

@@ -28,14 +28,19 @@ from consumers.lodging.manager import LodgingManager
 from consumers.lodging.partner import PartnerClient
 from consumers.registration import tables as write_tables
 from consumers.registration.handler import RegistrationDecider
+from gateway.account_reads import AccountReads
+from gateway.accounts import AccountDesk
 from gateway.app import create_app
+from gateway.credentials import Credentials
 from gateway.deps import Gateway
 from gateway.reads import ReadModels
+from gateway.sessions import LoginLimiter, SessionStore, make_redis
 from gateway.waiting import DecisionStream, DecisionWaiter
 from infra.db import make_engine
 from infra.pipeline.exactly_once import BatchHandler, ConsumerConfig, ExactlyOnceConsumer
 from infra.pipeline.health import ConsumerWatch, WatchedGroup
 from infra.pipeline.retention import DedupRetention, Purge
+from infra.services import DEFAULT_REDIS_URL
 from infra.settings import Settings
 from producers.commands import CommandPublisher
 from producers.kafka import make_producer
@@ -155,6 +160,25 @@ def build_consumer_watch(
     )
 
 
+def build_account_desk(settings: Settings, read_engine: AsyncEngine) -> AccountDesk:
+    """Sessions and login limits in the Redis every gateway shares, the password hashes
+    (a narrow reader of the deciders' database) and the accounts read model."""
+    redis = make_redis(settings.redis_url or DEFAULT_REDIS_URL)
+    return AccountDesk(
+        sessions=SessionStore(redis, settings.redis_namespace, settings.session_idle_minutes * 60),
+        limiter=LoginLimiter(
+            redis,
+            settings.redis_namespace,
+            settings.login_attempts_per_account,
+            settings.login_attempts_per_address,
+            settings.login_window_seconds,
+        ),
+        credentials=Credentials(make_engine(settings.db.write_url, pool_size=2)),
+        reads=AccountReads(read_engine),
+        redis=redis,
+    )
+
+
 def build_gateway_app(settings: Settings) -> Litestar:
     read_engine = make_engine(settings.db.read_url, pool_size=settings.db.pool_size)
     reads = ReadModels(read_engine)
@@ -177,6 +201,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         admin_token=settings.admin_token,
         decision_wait_seconds=settings.decision_wait_seconds,
         watch=build_consumer_watch(settings, read_engine),
+        accounts=build_account_desk(settings, read_engine),
     )
     return create_app(
         gateway,
