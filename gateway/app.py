@@ -6,7 +6,9 @@ from litestar import Litestar
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
 
+from gateway.accounts import AccountController, AdminAccountController
 from gateway.conventions import AdminConventionController, ConventionController
 from gateway.deps import Gateway
 from gateway.health import health, ready
@@ -43,6 +45,8 @@ def create_app(
             RegistrationController,
             LodgingController,
             AdminLodgingController,
+            AccountController,
+            AdminAccountController,
             health,
             ready,
         ],
@@ -58,8 +62,29 @@ def create_app(
         openapi_config=OpenAPIConfig(
             title="Butterfly",
             version="1.0.0",
-            description="Convention registration. Errors are RFC 9457 problem details.",
+            description="Convention registration. Errors are RFC 9457 problem details. "
+            "Callers are anonymous, or send a session (the `butterfly_session` cookie with "
+            "`X-CSRF-Token` on writes, or `Authorization: Bearer <session token>`), or the "
+            "admin token as a bearer token.",
             path="/schema",
+            components=Components(
+                security_schemes={
+                    "session_cookie": SecurityScheme(
+                        type="apiKey",
+                        name="butterfly_session",
+                        security_scheme_in="cookie",
+                        description="From POST /api/v1/sessions; writes also need the "
+                        "X-CSRF-Token header (the csrf_token of the login answer).",
+                    ),
+                    "bearer": SecurityScheme(
+                        type="http",
+                        scheme="bearer",
+                        description="A session token from POST /api/v1/sessions, or the "
+                        "admin token.",
+                    ),
+                }
+            ),
+            security=[{}, {"session_cookie": []}, {"bearer": []}],
             render_plugins=[SwaggerRenderPlugin()],
         ),
         debug=False,
