@@ -23,15 +23,15 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
-from gateway.account_reads import AccountReads, AccountView
+from gateway.account_desk import AccountDesk
+from gateway.account_reads import AccountView
 from gateway.account_reads import Outcome as AccountOutcome
 from gateway.auth import Caller, clear_session_cookies, identify, set_session_cookies
-from gateway.credentials import MAX_PASSWORD, MIN_PASSWORD, Credentials
+from gateway.credentials import MAX_PASSWORD, MIN_PASSWORD
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, correlation_id
 from gateway.problems import Problem
-from gateway.sessions import LoginLimiter, NewSession, SessionStore
+from gateway.sessions import NewSession
 from gateway.views import Body, RegistrationView
 from schemas.accounts import (
     AccountCommand,
@@ -51,22 +51,6 @@ from schemas.registration import Email, Text
 
 Password = str
 OUTCOME_POLL_SECONDS = 0.02
-
-
-@dataclass
-class AccountDesk:
-    """Everything the account routes need, built once per gateway process."""
-
-    sessions: SessionStore
-    limiter: LoginLimiter
-    credentials: Credentials
-    reads: AccountReads
-    redis: Redis
-    secure_cookies: bool = False
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-        await self.credentials.close()
 
 
 @dataclass(frozen=True)
@@ -155,10 +139,15 @@ async def signed_in(request: Request[Any, Any, Any]) -> Principal:
 async def admin_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
     who = await principal(connection)
     if not who.is_admin:
-        if who.signed_in:
-            raise Problem(403, "forbidden", "Admins only", "This needs the admin role.")
-        raise _unauthorized("Send the admin token, or log in as an admin.")
+        raise refuse(who, "This needs the admin role.")
     return who
+
+
+def refuse(who: Principal, detail: str) -> Problem:
+    """403 for a logged-in account without the power, 401 for anyone not logged in."""
+    if who.signed_in:
+        return Problem(403, "forbidden", "Not allowed", detail)
+    return _unauthorized("Send the admin token, or log in with an account that may do this.")
 
 
 def _unauthorized(detail: str) -> Problem:

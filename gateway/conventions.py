@@ -26,14 +26,18 @@ ADMIN = "admin"
 Limit = Annotated[int, QueryParameter(ge=1, le=100, description="Page size")]
 
 
-async def admin_guard(
+async def convention_guard(
     connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
 ) -> None:
-    """Admins only: the bootstrap admin token, or a session of an account with the admin
-    role. 401 for anyone else not logged in, 403 for a logged-in account without it."""
-    from gateway.accounts import admin_principal
+    """Admins, and staff of the convention the path names (`{convention_id}`): a route
+    without one is for admins only. 401 for anyone not logged in, 403 for the others."""
+    from gateway.accounts import principal, refuse
 
-    await admin_principal(connection)
+    who = await principal(connection)
+    convention_id = connection.path_params.get("convention_id")
+    if who.is_admin or (isinstance(convention_id, uuid.UUID) and who.staff_of(convention_id)):
+        return
+    raise refuse(who, "This needs the admin role, or staff of this convention.")
 
 
 def convention_location(convention_id: uuid.UUID) -> str:
@@ -76,7 +80,7 @@ class ConventionController(Controller):
 
 class AdminConventionController(Controller):
     path = "/api/v1/admin/conventions"
-    guards = [admin_guard]
+    guards = [convention_guard]
     tags = ["admin"]
 
     @get("/", operation_id="adminListConventions", summary="Every convention, drafts included")

@@ -7,13 +7,14 @@ import json
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from litestar import Request, Response
 from litestar.params import HeaderParameter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gateway.account_desk import AccountDesk
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome, ReadModels
 from gateway.waiting import DecisionWaiter
@@ -22,9 +23,6 @@ from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap
 from schemas.topics import Topics, registration_key
-
-if TYPE_CHECKING:
-    from gateway.accounts import AccountDesk
 
 IdempotencyKey = Annotated[
     str | None,

@@ -20,7 +20,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
-from gateway.conventions import ADMIN, admin_guard, not_found
+from gateway.conventions import ADMIN, convention_guard, not_found
 from gateway.deps import (
     Gateway,
     IdempotencyKey,
@@ -236,7 +236,7 @@ class LodgingController(Controller):
 
 
 class AdminLodgingController(Controller):
-    guards = [admin_guard]
+    guards = [convention_guard]
     tags = ["admin", "lodging"]
 
     @post(

@@ -11,7 +11,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 
 from gateway.accounts import ANONYMOUS_PRINCIPAL, principal
 from gateway.auth import SESSION_COOKIE
-from gateway.conventions import admin_guard, not_found
+from gateway.conventions import convention_guard, not_found
 from gateway.deps import (
     Gateway,
     IdempotencyKey,
@@ -181,7 +181,7 @@ class RegistrationController(Controller):
     @get(
         "/api/v1/admin/conventions/{convention_id:uuid}/registrations",
         operation_id="adminListRegistrations",
-        guards=[admin_guard],
+        guards=[convention_guard],
         tags=["admin"],
         summary="A convention's registrations, oldest first, by cursor",
     )

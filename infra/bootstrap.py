@@ -28,8 +28,8 @@ from consumers.lodging.manager import LodgingManager
 from consumers.lodging.partner import PartnerClient
 from consumers.registration import tables as write_tables
 from consumers.registration.handler import RegistrationDecider
+from gateway.account_desk import AccountDesk
 from gateway.account_reads import AccountReads
-from gateway.accounts import AccountDesk
 from gateway.app import create_app
 from gateway.credentials import Credentials
 from gateway.deps import Gateway

@@ -325,6 +325,8 @@ async def test_health_and_openapi(stack: Stack) -> None:
                 "decider.lodging",
                 "bridge.partner",
                 "projector.lodging",
+                "decider.accounts",
+                "projector.accounts",
             )
         }
         schema = await client.get("/schema/openapi.json")
