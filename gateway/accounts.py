@@ -27,7 +27,13 @@ from pydantic import BaseModel, Field
 from gateway.account_desk import AccountDesk
 from gateway.account_reads import AccountView
 from gateway.account_reads import Outcome as AccountOutcome
-from gateway.auth import Caller, clear_session_cookies, identify, set_session_cookies
+from gateway.auth import (
+    SESSION_COOKIE,
+    Caller,
+    clear_session_cookies,
+    identify,
+    set_session_cookies,
+)
 from gateway.credentials import MAX_PASSWORD, MIN_PASSWORD
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, correlation_id
 from gateway.problems import Problem
@@ -127,6 +133,32 @@ def _ended(caller: Caller, account: AccountView) -> bool:
         return False
     created = created.astimezone(UTC).replace(tzinfo=None) if created.tzinfo else created
     return created <= after
+
+
+def credentials_sent(request: Request[Any, Any, Any]) -> bool:
+    """Whether the request says who it is: anonymous requests (the rush) skip the lookup."""
+    return "authorization" in request.headers or SESSION_COOKIE in request.cookies
+
+
+async def may_see(
+    request: Request[Any, Any, Any], gateway: Gateway, view: RegistrationView
+) -> bool:
+    """A registration an account made is its own: another caller is told it does not
+    exist (404, so ids leak nothing), unless staff of its convention or an admin. A guest
+    registration stays reachable by its id, as before accounts, and is its verified
+    e-mail's account's too."""
+    if view.account_id is None:
+        return True
+    who = await caller_of(request)
+    if who.staff_of(view.convention_id):
+        return True
+    return who.owns(view, await gateway.reads.owner_key(view.registration_id))
+
+
+async def caller_of(request: Request[Any, Any, Any]) -> Principal:
+    """The caller; a request that sends no credentials (the rush) is anonymous without a
+    lookup."""
+    return await principal(request) if credentials_sent(request) else ANONYMOUS_PRINCIPAL
 
 
 async def signed_in(request: Request[Any, Any, Any]) -> Principal:

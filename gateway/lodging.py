@@ -20,6 +20,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
+from gateway.accounts import may_see
 from gateway.conventions import ADMIN, convention_guard, not_found
 from gateway.deps import (
     Gateway,
@@ -110,7 +111,7 @@ class LodgingController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         reads = _reads(gateway)
-        registration = await _registration(gateway, registration_id)
+        registration = await _registration(request, gateway, registration_id)
         request_id = command_id_for(f"lodging:{registration_id}", idempotency_key)
         fingerprint = request_hash(
             data.model_dump(mode="json") | {"registration_id": str(registration_id)}
@@ -206,7 +207,7 @@ class LodgingController(Controller):
         reads = _reads(gateway)
         if await reads.lottery_status(convention_id) != "open":
             raise _lottery_problem(FailureReason.LOTTERY_NOT_OPEN, "The lottery is not open.")
-        registration = await _registration(gateway, data.registration_id)
+        registration = await _registration(request, gateway, data.registration_id)
         if registration.convention_id != convention_id:
             raise _unknown_registration(data.registration_id)
         _check_confirmed(registration)
@@ -509,9 +510,12 @@ async def _convention(gateway: Gateway, convention_id: uuid.UUID) -> None:
         raise not_found(convention_id)
 
 
-async def _registration(gateway: Gateway, registration_id: uuid.UUID) -> RegistrationView:
+async def _registration(
+    request: Request[Any, Any, Any], gateway: Gateway, registration_id: uuid.UUID
+) -> RegistrationView:
+    """The registration a room is asked for: unknown, or another account's, is a 404."""
     known = await gateway.reads.registration(registration_id)
-    if known is None:
+    if known is None or not await may_see(request, gateway, known[0]):
         raise _unknown_registration(registration_id)
     return known[0]
 

@@ -9,8 +9,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from gateway.accounts import ANONYMOUS_PRINCIPAL, principal
-from gateway.auth import SESSION_COOKIE
+from gateway.accounts import caller_of, may_see
 from gateway.conventions import convention_guard, not_found
 from gateway.deps import (
     Gateway,
@@ -29,26 +28,6 @@ from schemas.registration import SET_ASIDE, CancelRegistration, RegisterAttendee
 
 ATTENDEE = "attendee"
 STATUSES = ("pending", "confirmed", "rejected", "cancelled")
-
-
-def _credentials_sent(request: Request[Any, Any, Any]) -> bool:
-    """Whether the request says who it is: anonymous requests (the rush) skip the lookup."""
-    return "authorization" in request.headers or SESSION_COOKIE in request.cookies
-
-
-async def _may_see(
-    request: Request[Any, Any, Any], gateway: Gateway, view: RegistrationView
-) -> bool:
-    """A registration an account made is its own: another caller is told it does not
-    exist (404, so ids leak nothing), unless staff of its convention or an admin. A guest
-    registration stays reachable by its id, as before accounts, and is its verified
-    e-mail's account's too."""
-    if view.account_id is None:
-        return True
-    who = await principal(request) if _credentials_sent(request) else ANONYMOUS_PRINCIPAL
-    if who.staff_of(view.convention_id):
-        return True
-    return who.owns(view, await gateway.reads.owner_key(view.registration_id))
 
 
 def registration_location(registration_id: uuid.UUID) -> str:
@@ -76,7 +55,7 @@ class RegistrationController(Controller):
     ) -> Response[Any]:
         if not await gateway.reads.convention_exists(convention_id):
             raise not_found(convention_id)
-        who = await principal(request) if _credentials_sent(request) else ANONYMOUS_PRINCIPAL
+        who = await caller_of(request)
         registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
         fingerprint = request_hash(data.model_dump(mode="json") | {"email": email_key(data.email)})
         command_id = registration_id
@@ -125,7 +104,7 @@ class RegistrationController(Controller):
             ):
                 return _refused(request, registration_id, command_id, outcome)
         known = await gateway.reads.registration(registration_id)
-        if known is None or not await _may_see(request, gateway, known[0]):
+        if known is None or not await may_see(request, gateway, known[0]):
             raise _unknown(registration_id)
         return Response(known[0])
 
@@ -143,7 +122,7 @@ class RegistrationController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         known = await gateway.reads.registration(registration_id)
-        if known is None or not await _may_see(request, gateway, known[0]):
+        if known is None or not await may_see(request, gateway, known[0]):
             raise _unknown(registration_id)
         view = known[0]
         if view.status == "cancelled":
