@@ -155,8 +155,10 @@ class LodgingController(Controller):
         operation_id="getRoomRequest",
         summary="A room request: status, hotel, stay, acknowledgement, price",
     )
-    async def get_request(self, gateway: Gateway, request_id: uuid.UUID) -> RoomRequestView:
-        return await _known_request(gateway, request_id)
+    async def get_request(
+        self, request: Request[Any, Any, Any], gateway: Gateway, request_id: uuid.UUID
+    ) -> RoomRequestView:
+        return await _known_request(gateway, request_id, request)
 
     @delete(
         "/api/v1/lodging/{request_id:uuid}",
@@ -172,7 +174,7 @@ class LodgingController(Controller):
         request_id: uuid.UUID,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
-        view = await _known_request(gateway, request_id)
+        view = await _known_request(gateway, request_id, request)
         if view.status in FINISHED:
             raise Problem(
                 409,
@@ -581,8 +583,16 @@ def _lottery_problem(reason: FailureReason, detail: str) -> Problem:
     )
 
 
-async def _known_request(gateway: Gateway, request_id: uuid.UUID) -> RoomRequestView:
+async def _known_request(
+    gateway: Gateway, request_id: uuid.UUID, request: Request[Any, Any, Any] | None = None
+) -> RoomRequestView:
+    """The room request; with the caller's `request`, a room of a registration the caller
+    may not see is not found either."""
     known = await _reads(gateway).request(request_id)
+    if known is not None and request is not None:
+        registration = await gateway.reads.registration(known.view.registration_id)
+        if registration is not None and not await may_see(request, gateway, registration[0]):
+            known = None
     if known is None:
         raise _not_found(
             "room-request-not-found",
