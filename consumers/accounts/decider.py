@@ -123,6 +123,11 @@ def decide(state: AccountState, command: AccountCommand, at: datetime) -> list[A
         return rejected(AccountRejection.UNKNOWN_ACCOUNT)
     if isinstance(command, VerifyEmail):
         if account.verified:
+            # Only a code this account was mailed says so: any other code is just invalid,
+            # so an account id tells nobody whether the account is verified.
+            mailed = state.tokens.get(token_hash(command.token))
+            if mailed is None or mailed.account_id != account.account_id:
+                return rejected(AccountRejection.INVALID_TOKEN)
             return rejected(AccountRejection.ALREADY_VERIFIED)
         problem = _token_problem(state, command.token, account, "verify", at)
         if problem is not None:

@@ -37,9 +37,14 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
+async def stack(
+    make_settings: StackFactory, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Stack]:
     port, partner_port = free_port(), free_port()
-    settings = await make_settings(partitions=3, http_port=port, partner_port=partner_port)
+    mail = tmp_path_factory.mktemp("mail")
+    settings = await make_settings(
+        partitions=3, http_port=port, partner_port=partner_port, mail_dir=str(mail)
+    )
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
         "DATABASE_URL": settings.database_url,
@@ -50,6 +55,7 @@ async def stack(make_settings: StackFactory) -> AsyncIterator[Stack]:
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         "BUTTERFLY_HTTP_PORT": str(port),
         "BUTTERFLY_PARTNER_PORT": str(partner_port),
+        "BUTTERFLY_MAIL_DIR": str(mail),
         "BUTTERFLY_LODGING_CIRCUIT_OPEN_SECONDS": "1",
         "BUTTERFLY_DECISION_WAIT_SECONDS": "10",
         "BUTTERFLY_ENV_FILE": "",

@@ -83,6 +83,9 @@ def test_the_mailed_token_verifies_once_before_it_expires() -> None:
     assert run(state, VerifyEmail(account_id=account_id, token=code)) == [
         "rejected:already_verified"
     ]
+    assert run(state, VerifyEmail(account_id=account_id, token=token(account_id))) == [
+        "rejected:invalid_token"
+    ]
 
     late_state = AccountState()
     late_id, late_code = signed_up(late_state, "late@example.org")
