@@ -23,6 +23,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pydantic import BaseModel, Field
+from sqlalchemy import or_, select
 
 from gateway.account_desk import AccountDesk
 from gateway.account_reads import AccountView
@@ -39,6 +40,7 @@ from gateway.deps import Gateway, IdempotencyKey, command_id_for, correlation_id
 from gateway.problems import Problem
 from gateway.sessions import NewSession
 from gateway.views import Body, RegistrationView
+from projections.website import tables as website
 from schemas.accounts import (
     AccountCommand,
     ChangePassword,
@@ -607,7 +609,7 @@ class AccountController(Controller):
         operation_id="myRegistrations",
         summary="The caller's registrations",
         description="Those made while logged in, and the guest registrations of the "
-        "account's e-mail once it is verified.",
+        "account's e-mail once it is verified; `transferred_away`: those it handed on.",
     )
     async def my_registrations(
         self, request: Request[Any, Any, Any], gateway: Gateway
@@ -616,7 +618,36 @@ class AccountController(Controller):
         assert who.account is not None
         key = who.account.email_key if who.account.verified else None
         items = await gateway.reads.registrations_of(who.account.account_id, key)
-        return {"items": [item.model_dump(mode="json") for item in items]}
+        return {
+            "items": [item.model_dump(mode="json") for item in items],
+            "transferred_away": await transferred_away(gateway, who.account.account_id, key),
+        }
+
+
+async def transferred_away(
+    gateway: Gateway, account_id: uuid.UUID, verified_email_key: str | None
+) -> list[dict[str, Any]]:
+    """The registrations an account (or, as a guest, its verified e-mail) held and handed on."""
+    r = website.registration_transfers.c
+    held: Any = r.from_account_id == str(account_id)
+    if verified_email_key is not None:
+        guest = r.from_account_id.is_(None) & (r.from_email_key == verified_email_key)
+        held = or_(held, guest)
+    async with gateway.read_engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(website.registration_transfers).where(held).order_by(r.transferred_at.desc())
+            )
+        ).all()
+    return [
+        {
+            "registration_id": row.registration_id,
+            "convention_id": row.convention_id,
+            "to_account_id": row.to_account_id,
+            "transferred_at": row.transferred_at.isoformat() + "Z",
+        }
+        for row in rows
+    ]
 
 
 def _session_response(

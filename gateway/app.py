@@ -16,6 +16,7 @@ from gateway.lodging import AdminLodgingController, LodgingController
 from gateway.middleware import correlation_middleware, shed_load_middleware
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
+from gateway.transfers import TransferController
 
 
 def create_app(
@@ -47,6 +48,7 @@ def create_app(
             AdminLodgingController,
             AccountController,
             AdminAccountController,
+            TransferController,
             health,
             ready,
         ],

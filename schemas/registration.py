@@ -50,6 +50,7 @@ class RejectionReason(StrEnum):
     ALREADY_REGISTERED = "already_registered"
     UNKNOWN_REGISTRATION = "unknown_registration"
     NOT_CANCELLABLE = "not_cancellable"
+    NOT_TRANSFERABLE = "not_transferable"
     UNKNOWN_CONVENTION = "unknown_convention"
     INVALID_TRANSITION = "invalid_transition"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
@@ -115,6 +116,17 @@ class CancelRegistration(Command):
     registration_id: uuid.UUID
 
 
+class TransferRegistration(Command):
+    """Hand a confirmed registration to another account: its seat moves with it (the quota
+    does not change), and it takes the new holder's e-mail and name."""
+
+    message_type: ClassVar[str] = "TransferRegistration"
+    registration_id: uuid.UUID
+    to_account_id: uuid.UUID
+    email: Email
+    name: Text
+
+
 class ConventionCreated(Event):
     message_type: ClassVar[str] = "ConventionCreated"
     name: str
@@ -165,6 +177,21 @@ class RegistrationCancelled(Event):
     badge_type: str
 
 
+class RegistrationTransferred(Event):
+    message_type: ClassVar[str] = "RegistrationTransferred"
+    registration_id: uuid.UUID
+    badge_type: str
+    email: str
+    name: str
+    account_id: uuid.UUID
+
+
+class TransferRejected(Event):
+    message_type: ClassVar[str] = "TransferRejected"
+    registration_id: uuid.UUID
+    reason: RejectionReason
+
+
 class RegistrationRequestRefused(Event):
     """A second, different request under a registration's idempotency key: the registration
     stays as it was; only the refused command gets this answer."""
@@ -182,7 +209,12 @@ class CancellationRejected(Event):
 
 
 RegistrationCommand = (
-    CreateConvention | OpenConvention | CloseConvention | RegisterAttendee | CancelRegistration
+    CreateConvention
+    | OpenConvention
+    | CloseConvention
+    | RegisterAttendee
+    | CancelRegistration
+    | TransferRegistration
 )
 RegistrationEvent = (
     ConventionCreated
@@ -192,6 +224,8 @@ RegistrationEvent = (
     | AttendeeRegistered
     | RegistrationRejected
     | RegistrationCancelled
+    | RegistrationTransferred
+    | TransferRejected
     | RegistrationRequestRefused
     | CancellationRejected
 )
@@ -202,6 +236,7 @@ COMMANDS: tuple[type[Command], ...] = (
     CloseConvention,
     RegisterAttendee,
     CancelRegistration,
+    TransferRegistration,
 )
 EVENTS: tuple[type[Event], ...] = (
     ConventionCreated,
@@ -211,6 +246,8 @@ EVENTS: tuple[type[Event], ...] = (
     AttendeeRegistered,
     RegistrationRejected,
     RegistrationCancelled,
+    RegistrationTransferred,
+    TransferRejected,
     RegistrationRequestRefused,
     CancellationRejected,
 )

@@ -30,6 +30,7 @@ from schemas.registration import (
     ConventionCreated,
     Event,
     RegisterAttendee,
+    TransferRegistration,
 )
 
 
@@ -59,7 +60,13 @@ class PartitionMemory:
             self.conventions[cid] = book.conventions[cid]
         for rid in book.changed_registrations():
             registration = book.registrations[rid]
+            before = self.registrations.get(rid)
             self.registrations[rid] = registration
+            if before is not None and before.email_key != registration.email_key:
+                moved = (before.convention_id, before.email_key)
+                previous = self.holders.get(moved)
+                if previous is not None and previous.registration_id == rid:
+                    del self.holders[moved]
             key = (registration.convention_id, registration.email_key)
             holder = self.holders.get(key)
             if registration.active:
@@ -122,6 +129,11 @@ class RegistrationBook:
                 )
             case CancelRegistration():
                 return Situation(convention, self.registrations.get(command.registration_id))
+            case TransferRegistration():
+                holder = self.holders.get((command.convention_id, email_key(command.email)))
+                return Situation(
+                    convention, self.registrations.get(command.registration_id), holder
+                )
             case _:
                 return Situation(convention)
 
@@ -146,6 +158,12 @@ class RegistrationBook:
                     self._new_registrations.add(registration_id)
                 else:
                     self._dirty_registrations.add(registration_id)
+                if old is not None and old.email_key != new.email_key:
+                    moved = (old.convention_id, old.email_key)
+                    if self.holders.get(moved) is not None and (
+                        self.holders[moved].registration_id == registration_id
+                    ):
+                        del self.holders[moved]
                 key = (new.convention_id, new.email_key)
                 if new.active:
                     self.holders[key] = new
@@ -162,11 +180,11 @@ class RegistrationBook:
             convention = memory.conventions.get(command.convention_id)
             if convention is not None:
                 book.conventions[command.convention_id] = convention
-            if isinstance(command, RegisterAttendee | CancelRegistration):
+            if isinstance(command, RegisterAttendee | CancelRegistration | TransferRegistration):
                 known = memory.registrations.get(command.registration_id)
                 if known is not None:
                     book.registrations[command.registration_id] = known
-            if isinstance(command, RegisterAttendee):
+            if isinstance(command, RegisterAttendee | TransferRegistration):
                 key = (command.convention_id, email_key(command.email))
                 holder = memory.holders.get(key)
                 if holder is not None:
@@ -224,7 +242,12 @@ class RegistrationBook:
             await conn.execute(
                 update(t.registrations)
                 .where(t.registrations.c.registration_id == row["registration_id"])
-                .values(status=row["status"], active_key=row["active_key"])
+                .values(
+                    status=row["status"],
+                    active_key=row["active_key"],
+                    email_key=row["email_key"],
+                    email_hash=row["email_hash"],
+                )
             )
         if self._new_registrations:
             await conn.execute(

@@ -33,7 +33,10 @@ from schemas.registration import (
     RegistrationCancelled,
     RegistrationRejected,
     RegistrationRequestRefused,
+    RegistrationTransferred,
     RejectionReason,
+    TransferRegistration,
+    TransferRejected,
 )
 
 
@@ -97,6 +100,8 @@ def decide(situation: Situation, command: Command) -> list[Event]:
             return _register(situation, command)
         case CancelRegistration():
             return _cancel(situation, command)
+        case TransferRegistration():
+            return _transfer(situation, command)
         case CreateConvention():
             return _create(situation, command)
         case OpenConvention():
@@ -111,6 +116,44 @@ def decide(situation: Situation, command: Command) -> list[Event]:
             return [ConventionClosed(convention_id=command.convention_id)]
         case _:
             raise TypeError(f"the registration decider does not handle {type(command).__name__}")
+
+
+def registration_is_transferable(
+    registration: Registration | None, convention_id: uuid.UUID
+) -> RejectionReason | None:
+    if registration is None or registration.convention_id != convention_id:
+        return RejectionReason.UNKNOWN_REGISTRATION
+    if registration.status is not RegistrationStatus.CONFIRMED:
+        return RejectionReason.NOT_TRANSFERABLE
+    return None
+
+
+def _transfer(situation: Situation, command: TransferRegistration) -> list[Event]:
+    """The new holder must not hold another seat of the convention: one e-mail, one active
+    registration, whoever holds it."""
+    registration = situation.registration
+    reason = registration_is_transferable(registration, command.convention_id)
+    holder = situation.email_holder
+    if reason is None and holder is not None and holder.registration_id != command.registration_id:
+        reason = email_not_registered(holder, command.email)
+    if reason is not None or registration is None:
+        return [
+            TransferRejected(
+                convention_id=command.convention_id,
+                registration_id=command.registration_id,
+                reason=reason or RejectionReason.UNKNOWN_REGISTRATION,
+            )
+        ]
+    return [
+        RegistrationTransferred(
+            convention_id=command.convention_id,
+            registration_id=command.registration_id,
+            badge_type=registration.badge_type,
+            email=command.email,
+            name=command.name,
+            account_id=command.to_account_id,
+        )
+    ]
 
 
 def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:

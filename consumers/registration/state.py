@@ -18,6 +18,7 @@ from schemas.registration import (
     Event,
     RegistrationCancelled,
     RegistrationRejected,
+    RegistrationTransferred,
 )
 
 
@@ -153,6 +154,8 @@ def evolve_registration(registration: Registration | None, event: Event) -> Regi
             )
         case RegistrationCancelled() if registration is not None:
             return replace(registration, status=RegistrationStatus.CANCELLED)
+        case RegistrationTransferred() if registration is not None:
+            return replace(registration, email_key=recorded_email_key(event.email))
         case ConventionCommandRejected() | CancellationRejected():
             return registration
         case _:

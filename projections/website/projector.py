@@ -50,6 +50,8 @@ from schemas.registration import (
     RegistrationCancelled,
     RegistrationRejected,
     RegistrationRequestRefused,
+    RegistrationTransferred,
+    TransferRejected,
 )
 from schemas.registry import decode_message
 from schemas.topics import Topics
@@ -76,6 +78,9 @@ class Changes:
     decided: list[dict[str, Any]] = field(default_factory=list)
     """Registrations decided: inserted, or their status, reason and time replaced."""
     cancelled: list[dict[str, Any]] = field(default_factory=list)
+    transfers: list[dict[str, Any]] = field(default_factory=list)
+    """Registrations handed to another account: the earlier holder recorded, then the
+    registration's holder replaced."""
     sold: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     """How commands were decided: a decision replaces an earlier `invalid` answer."""
@@ -304,7 +309,20 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
             changes.cancelled.append({"r_id": str(event.registration_id), "at": at})
             changes.sold[(cid, event.badge_type)] -= 1
             outcome(ACCEPTED, str(event.registration_id))
-        case CancellationRejected() | RegistrationRequestRefused():
+        case RegistrationTransferred():
+            changes.transfers.append(
+                {
+                    "event_id": str(envelope.message_id),
+                    "r_id": str(event.registration_id),
+                    "email": event.email,
+                    "name": event.name,
+                    "email_key": _email_key(event.email),
+                    "account_id": str(event.account_id),
+                    "at": at,
+                }
+            )
+            outcome(ACCEPTED, str(event.registration_id))
+        case CancellationRejected() | RegistrationRequestRefused() | TransferRejected():
             outcome(REJECTED, str(event.registration_id), event.reason.value)
         case _:
             log.warning("event_not_projected", type=envelope.type)
@@ -373,6 +391,37 @@ _CANCEL = (
     .where(t.registrations.c.registration_id == bindparam("r_id"))
     .values(status="cancelled", updated_at=bindparam("at"))
 )
+_RECORD_TRANSFER = insert(t.registration_transfers).from_select(
+    [
+        "event_id",
+        "registration_id",
+        "convention_id",
+        "from_account_id",
+        "from_email_key",
+        "to_account_id",
+        "transferred_at",
+    ],
+    select(
+        bindparam("event_id"),
+        t.registrations.c.registration_id,
+        t.registrations.c.convention_id,
+        t.registrations.c.account_id,
+        t.registrations.c.email_key,
+        bindparam("account_id"),
+        bindparam("at"),
+    ).where(t.registrations.c.registration_id == bindparam("r_id")),
+)
+_TRANSFER = (
+    update(t.registrations)
+    .where(t.registrations.c.registration_id == bindparam("r_id"))
+    .values(
+        email=bindparam("email"),
+        name=bindparam("name"),
+        email_key=bindparam("email_key"),
+        account_id=bindparam("account_id"),
+        updated_at=bindparam("at"),
+    )
+)
 _ADD_SOLD = (
     update(t.badge_types)
     .where(
@@ -425,6 +474,9 @@ async def write_changes(conn: AsyncConnection, c: Changes) -> None:
         )
     if c.decided:
         await conn.execute(_UPSERT_DECIDED, c.decided)
+    for transfer in c.transfers:
+        await conn.execute(_RECORD_TRANSFER.prefix_with("IGNORE"), transfer)
+        await conn.execute(_TRANSFER, transfer)
     if c.cancelled:
         await conn.execute(_CANCEL, c.cancelled)
     sold = _sold_deltas(c)
@@ -483,6 +535,7 @@ class ReadModelImage:
         self.registrations: dict[str, dict[str, Any]] = {}
         self.command_outcomes: dict[str, dict[str, Any]] = {}
         self.applied_events: dict[str, dict[str, Any]] = {}
+        self.registration_transfers: dict[str, dict[str, Any]] = {}
         self._event_ids: set[str] = set()
         self.set_aside = 0
         """Events left out because their rows do not fit the columns (see `fold_events`)."""
@@ -492,6 +545,7 @@ class ReadModelImage:
         yield t.conventions, list(self.conventions.values())
         yield t.badge_types, list(self.badge_types.values())
         yield t.registrations, list(self.registrations.values())
+        yield t.registration_transfers, list(self.registration_transfers.values())
         yield t.command_outcomes, list(self.command_outcomes.values())
         yield t.applied_events, list(self.applied_events.values())
 
@@ -541,6 +595,8 @@ class ReadModelImage:
                 known.update(
                     status=row["status"], reason=row["reason"], updated_at=row["updated_at"]
                 )
+        for transfer in c.transfers:
+            self._transfer(transfer)
         for cancel in c.cancelled:
             self._update(self.registrations, cancel["r_id"], status="cancelled", at=cancel)
         for change in _sold_deltas(c):
@@ -557,6 +613,30 @@ class ReadModelImage:
                 known.update(status=REJECTED, reason=SET_ASIDE, updated_at=at)
         for row in c.applied:
             self.applied_events[row["event_id"]] = dict(row)
+
+    def _transfer(self, transfer: dict[str, Any]) -> None:
+        row = self.registrations.get(_collated(transfer["r_id"]))
+        if row is None:
+            return
+        self.registration_transfers.setdefault(
+            transfer["event_id"],
+            {
+                "event_id": transfer["event_id"],
+                "registration_id": row["registration_id"],
+                "convention_id": row["convention_id"],
+                "from_account_id": row["account_id"],
+                "from_email_key": row["email_key"],
+                "to_account_id": transfer["account_id"],
+                "transferred_at": transfer["at"],
+            },
+        )
+        row.update(
+            email=transfer["email"],
+            name=transfer["name"],
+            email_key=transfer["email_key"],
+            account_id=transfer["account_id"],
+            updated_at=transfer["at"],
+        )
 
     @staticmethod
     def _update(

@@ -70,6 +70,21 @@ registrations = Table(
 (no account) belongs to its `email_key` (`schemas.identity.email_key`): an account with that
 address verified sees it as its own."""
 
+registration_transfers = Table(
+    "registration_transfers",
+    metadata,
+    Column("event_id", String(36), primary_key=True),
+    Column("registration_id", String(36), nullable=False),
+    Column("convention_id", String(36), nullable=False),
+    Column("from_account_id", String(36), nullable=True),
+    Column("from_email_key", String(254, collation="utf8mb4_bin"), nullable=True),
+    Column("to_account_id", String(36), nullable=False),
+    Column("transferred_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_registration_transfers_from_account", "from_account_id", "transferred_at"),
+    Index("ix_registration_transfers_from_email", "from_email_key", "transferred_at"),
+)
+"""Who held a registration before each transfer: the earlier holder still sees it."""
+
 command_outcomes = Table(
     "command_outcomes",
     metadata,

@@ -12,7 +12,13 @@ from hypothesis import strategies as st
 
 from consumers.registration.book import RegistrationBook
 from consumers.registration.decider import decide
-from consumers.registration.state import RegistrationStatus
+from consumers.registration.state import (
+    Convention,
+    ConventionStatus,
+    Registration,
+    RegistrationStatus,
+    Situation,
+)
 from schemas.registration import (
     AttendeeRegistered,
     BadgeTypeSpec,
@@ -32,6 +38,7 @@ from schemas.registration import (
     RegistrationRejected,
     RegistrationRequestRefused,
     RejectionReason,
+    TransferRegistration,
 )
 
 CID = uuid.UUID("00000000-0000-0000-0000-0000000000c1")
@@ -391,3 +398,31 @@ def test_addresses_that_differ_by_an_accent_are_two_people() -> None:
     for event in [*history, registered(2, "jos\u00e9@x.org")]:
         book.apply(event)
     assert book.conventions[CID].badge("STD").confirmed == 2  # type: ignore[union-attr]
+
+
+def test_a_transfer_moves_the_seat_to_the_new_holder_and_keeps_the_quota() -> None:
+    convention_id, registration_id = uuid.uuid4(), uuid.uuid4()
+    convention = Convention(convention_id, "Con", ConventionStatus.OPEN, (), "h")
+    held = Registration(
+        registration_id, convention_id, "a@example.org", "GA", RegistrationStatus.CONFIRMED, "h"
+    )
+    transfer = TransferRegistration(
+        convention_id=convention_id,
+        registration_id=registration_id,
+        to_account_id=uuid.uuid4(),
+        email="b@example.org",
+        name="Bea",
+    )
+    [moved] = decide(Situation(convention, held, None), transfer)
+    assert moved.message_type == "RegistrationTransferred"
+    other = Registration(
+        uuid.uuid4(), convention_id, "b@example.org", "GA", RegistrationStatus.CONFIRMED, "h"
+    )
+    [refused] = decide(Situation(convention, held, other), transfer)
+    assert refused.message_type == "TransferRejected"
+    assert refused.reason == "already_registered"  # type: ignore[attr-defined]
+    cancelled = Registration(
+        registration_id, convention_id, "a@example.org", "GA", RegistrationStatus.CANCELLED, "h"
+    )
+    [refused] = decide(Situation(convention, cancelled, None), transfer)
+    assert refused.reason == "not_transferable"  # type: ignore[attr-defined]
