@@ -127,6 +127,7 @@ class AdminConventionController(Controller):
             ends_on=data.ends_on,
             badge_types=tuple(BadgeTypeSpec(**b.model_dump()) for b in data.badge_types),
             request_hash=fingerprint,
+            allow_guests=data.allow_guests,
         )
         outcome = await gateway.decide(request, command, convention_id, ADMIN)
         if outcome is None:

@@ -41,23 +41,30 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 class ReadModels:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._known_conventions: set[uuid.UUID] = set()
+        self._known_conventions: dict[uuid.UUID, bool] = {}
 
     async def convention_exists(self, convention_id: uuid.UUID) -> bool:
-        """Conventions are never deleted, so a positive answer is cached for good."""
-        if convention_id in self._known_conventions:
-            return True
+        return await self.guests_allowed(convention_id) is not None
+
+    async def guests_allowed(self, convention_id: uuid.UUID) -> bool | None:
+        """Whether the convention takes registrations without an account; None when there
+        is no such convention. Conventions are never deleted and the setting never changes,
+        so a found answer is cached for good."""
+        known = self._known_conventions.get(convention_id)
+        if known is not None:
+            return known
         async with self._engine.connect() as conn:
             found = (
                 await conn.execute(
-                    select(t.conventions.c.convention_id).where(
+                    select(t.conventions.c.allow_guests).where(
                         t.conventions.c.convention_id == str(convention_id)
                     )
                 )
             ).first()
-        if found is not None:
-            self._known_conventions.add(convention_id)
-        return found is not None
+        if found is None:
+            return None
+        self._known_conventions[convention_id] = bool(found.allow_guests)
+        return bool(found.allow_guests)
 
     async def convention(self, convention_id: uuid.UUID) -> ConventionView | None:
         views = await self._conventions(t.conventions.c.convention_id == str(convention_id))
@@ -120,6 +127,7 @@ class ReadModels:
                 badge_types=badges.get(row.convention_id, []),
                 created_at=_utc(row.created_at),
                 updated_at=_utc(row.updated_at),
+                allow_guests=bool(row.allow_guests),
             )
             for row in rows
         ]
@@ -181,10 +189,36 @@ class ReadModels:
     async def registrations(
         self, convention_id: uuid.UUID, *, status: str | None, cursor: str | None, limit: int
     ) -> tuple[list[RegistrationView], str | None]:
+        return await self.search_registrations(
+            convention_id, RegistrationFilter(status=status or None), cursor=cursor, limit=limit
+        )
+
+    async def search_registrations(
+        self,
+        convention_id: uuid.UUID,
+        where: RegistrationFilter,
+        *,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[RegistrationView], str | None]:
+        """A convention's registrations matching `where`, oldest first, by keyset cursor.
+
+        An e-mail identity is looked up through `ix_registrations_email_key`; status alone
+        through `ix_registrations_listing`. A name substring or a badge type is checked row
+        by row over the convention's registrations (`ix_registrations_by_convention`): a
+        scan bounded by one convention, which the admin listing can afford."""
         r = t.registrations.c
         conditions: list[Any] = [r.convention_id == str(convention_id)]
-        if status:
-            conditions.append(r.status == status)
+        if where.email_key is not None:
+            conditions.append(r.email_key == where.email_key)
+        if where.name is not None:
+            # `name` is utf8mb4_unicode_ci, so LIKE ignores case; autoescape makes `%`, `_`
+            # (and its escape character `/`) match themselves.
+            conditions.append(r.name.contains(where.name, autoescape=True))
+        if where.status is not None:
+            conditions.append(r.status == where.status)
+        if where.badge_type is not None:
+            conditions.append(r.badge_type == where.badge_type)
         if cursor:
             created, rid = decode_cursor(cursor)
             conditions.append(
@@ -238,6 +272,18 @@ class ReadModels:
             )
             for row in rows
         }
+
+
+@dataclass(frozen=True)
+class RegistrationFilter:
+    """What the admin listing may narrow registrations to; None matches everything."""
+
+    email_key: str | None = None
+    """An e-mail identity (`schemas.identity.email_key`), compared byte for byte."""
+    name: str | None = None
+    """A substring of the name, whatever its case."""
+    status: str | None = None
+    badge_type: str | None = None
 
 
 @dataclass(frozen=True)

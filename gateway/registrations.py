@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
+from litestar.response import Stream
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 
-from gateway.accounts import caller_of, may_see
+from gateway.accounts import Principal, caller_of, may_see
 from gateway.conventions import convention_guard, not_found
 from gateway.deps import (
     Gateway,
@@ -20,6 +21,16 @@ from gateway.deps import (
     request_hash,
     respond_async,
 )
+from gateway.export import (
+    CSV_MEDIA_TYPE,
+    BadgeTypeFilter,
+    EmailFilter,
+    NameFilter,
+    StatusFilter,
+    csv_filename,
+    registration_filter,
+    registrations_csv,
+)
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
@@ -27,7 +38,15 @@ from schemas.identity import email_key
 from schemas.registration import SET_ASIDE, CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
-STATUSES = ("pending", "confirmed", "rejected", "cancelled")
+
+
+def _owner(who: Principal, email: str) -> uuid.UUID | None:
+    """A registration made logged in for the account's own e-mail is the account's; one
+    made for another e-mail (a friend, someone at the door) is a guest registration of that
+    e-mail, which its own account claims once verified."""
+    if who.account is None or who.account.email_key != email_key(email):
+        return None
+    return who.account.account_id
 
 
 def registration_location(registration_id: uuid.UUID) -> str:
@@ -53,9 +72,19 @@ class RegistrationController(Controller):
         data: NewRegistration,
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
-        if not await gateway.reads.convention_exists(convention_id):
+        guests = await gateway.reads.guests_allowed(convention_id)
+        if guests is None:
             raise not_found(convention_id)
         who = await caller_of(request)
+        if not guests and not who.signed_in and not who.staff_of(convention_id):
+            raise Problem(
+                401,
+                "login-required",
+                "Log in to register",
+                "This convention takes registrations from accounts only: log in first "
+                "(staff can register someone at the door).",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
         fingerprint = request_hash(data.model_dump(mode="json") | {"email": email_key(data.email)})
         command_id = registration_id
@@ -74,7 +103,7 @@ class RegistrationController(Controller):
             name=data.name,
             badge_type=data.badge_type,
             request_hash=fingerprint,
-            account_id=None if who.account is None else who.account.account_id,
+            account_id=_owner(who, data.email),
         )
         outcome = await gateway.decide(request, command, command_id, ATTENDEE, streamed=True)
         if outcome is None:
@@ -163,29 +192,58 @@ class RegistrationController(Controller):
         guards=[convention_guard],
         tags=["admin"],
         summary="A convention's registrations, oldest first, by cursor",
+        description="Filters combine (all must hold) and page with the same cursor: pass "
+        "the same filters with each `next` cursor.",
     )
     async def list_registrations(
         self,
         gateway: Gateway,
         convention_id: uuid.UUID,
-        status: str | None = None,
+        email: EmailFilter = None,
+        name: NameFilter = None,
+        status: StatusFilter = None,
+        badge_type: BadgeTypeFilter = None,
         cursor: str | None = None,
         limit: Annotated[int, QueryParameter(ge=1, le=500)] = 50,
     ) -> RegistrationPage:
-        if status is not None and status not in STATUSES:
-            raise Problem(
-                400,
-                "validation-error",
-                "Invalid request",
-                f"status must be one of {', '.join(STATUSES)}.",
-                errors=[{"field": "status", "message": "unknown status"}],
-            )
+        where = registration_filter(email=email, name=name, status=status, badge_type=badge_type)
         if not await gateway.reads.convention_exists(convention_id):
             raise not_found(convention_id)
-        items, next_cursor = await gateway.reads.registrations(
-            convention_id, status=status, cursor=cursor, limit=limit
+        items, next_cursor = await gateway.reads.search_registrations(
+            convention_id, where, cursor=cursor, limit=limit
         )
         return RegistrationPage(items=items, next=next_cursor)
+
+    @get(
+        "/api/v1/admin/conventions/{convention_id:uuid}/registrations.csv",
+        operation_id="adminExportRegistrations",
+        guards=[convention_guard],
+        tags=["admin"],
+        media_type=CSV_MEDIA_TYPE,
+        summary="A convention's registrations as CSV, streamed",
+        description="The listing's filters; columns registration_id, email, name, badge_type, "
+        "status, reason, account_id, created_at (ISO 8601, UTC). Cells a spreadsheet would "
+        "read as a formula (starting with `=`, `+`, `-`, `@`, tab or CR) start with `'`.",
+    )
+    async def export_registrations(
+        self,
+        gateway: Gateway,
+        convention_id: uuid.UUID,
+        email: EmailFilter = None,
+        name: NameFilter = None,
+        status: StatusFilter = None,
+        badge_type: BadgeTypeFilter = None,
+    ) -> Stream:
+        where = registration_filter(email=email, name=name, status=status, badge_type=badge_type)
+        if not await gateway.reads.convention_exists(convention_id):
+            raise not_found(convention_id)
+        return Stream(
+            registrations_csv(gateway.reads, convention_id, where),
+            media_type=CSV_MEDIA_TYPE,
+            headers={
+                "Content-Disposition": f'attachment; filename="{csv_filename(convention_id)}"'
+            },
+        )
 
 
 def _answer(

@@ -32,6 +32,11 @@ class NewConvention(Body):
     starts_on: date
     ends_on: date
     badge_types: list[NewBadgeType] = Field(min_length=1, max_length=50)
+    allow_guests: bool = Field(
+        default=True,
+        description="Whether people without an account may register; staff of the "
+        "convention and admins may always register someone at the door.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> NewConvention:
@@ -71,6 +76,7 @@ class ConventionView(BaseModel):
     badge_types: list[BadgeTypeView]
     created_at: datetime
     updated_at: datetime
+    allow_guests: bool = True
 
 
 class ConventionPage(BaseModel):

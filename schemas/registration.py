@@ -80,6 +80,8 @@ class CreateConvention(Command):
     ends_on: date
     badge_types: tuple[BadgeTypeSpec, ...]
     request_hash: str = Field(max_length=64)
+    allow_guests: bool = True
+    """Whether people without an account may register (staff at the door always may)."""
 
     @field_validator("badge_types")
     @classmethod
@@ -134,6 +136,7 @@ class ConventionCreated(Event):
     ends_on: date
     badge_types: tuple[BadgeTypeSpec, ...]
     request_hash: str
+    allow_guests: bool = True
 
 
 class ConventionOpened(Event):

@@ -234,6 +234,7 @@ def _create(situation: Situation, command: CreateConvention) -> list[Event]:
             ends_on=command.ends_on,
             badge_types=command.badge_types,
             request_hash=command.request_hash,
+            allow_guests=command.allow_guests,
         )
     ]
 

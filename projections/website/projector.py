@@ -273,6 +273,7 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
                     "request_hash": event.request_hash,
                     "created_at": at,
                     "updated_at": at,
+                    "allow_guests": event.allow_guests,
                 }
             )
             changes.badge_types.extend(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Date,
     Index,
@@ -12,6 +13,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects.mysql import DATETIME
 
@@ -30,6 +32,7 @@ conventions = Table(
     Column("request_hash", String(64), nullable=False),
     Column("created_at", DATETIME(fsp=6), nullable=False),
     Column("updated_at", DATETIME(fsp=6), nullable=False),
+    Column("allow_guests", Boolean, nullable=False, server_default=text("1")),
     Index("ix_conventions_created", "created_at", "convention_id"),
 )
 
