@@ -21,6 +21,7 @@ from typing import Any
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPTED
 from pydantic import BaseModel, Field
 from sqlalchemy import or_, select
@@ -175,6 +176,14 @@ async def admin_principal(connection: ASGIConnection[Any, Any, Any, Any]) -> Pri
     if not who.is_admin:
         raise refuse(who, "This needs the admin role.")
     return who
+
+
+async def admin_guard(
+    connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+) -> None:
+    """Admins only, checked before the request is parsed: a refused caller learns nothing
+    from a validation error."""
+    await admin_principal(connection)
 
 
 def refuse(who: Principal, detail: str) -> Problem:
@@ -669,6 +678,7 @@ def _session_response(
 class AdminAccountController(Controller):
     path = "/api/v1/admin/accounts"
     tags = ["admin"]
+    guards = [admin_guard]
 
     @get(
         "/",

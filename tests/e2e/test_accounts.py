@@ -89,7 +89,7 @@ def code_in(mail: EmailMessage) -> str:
     """The code of a mail: alone on its own indented line."""
     part = mail.get_body(preferencelist=("plain",))
     assert part is not None
-    body = part.get_content()
+    body: str = part.get_content()
     codes = [line.strip() for line in body.splitlines() if line.startswith("    ") and line.strip()]
     assert len(codes) == 1, body
     return codes[0]
