@@ -192,10 +192,12 @@ async def test_a_room_request_is_accepted_shown_retried_and_cancelled(
         )
         assert parked.json()["items"] == []
 
-        current = (await client.get(location)).json()["status"]
         cancelled = await client.delete(location)
-    if current in ("failed", "cancelled"):
+        after = (await client.get(location)).json()["status"]
+    if cancelled.status_code == 409:
+        # The decider may fail the request first (these hotels were never synced).
         assert_problem(cancelled, 409, "not_cancellable")
+        assert after in ("failed", "cancelled")
     else:
         assert cancelled.status_code == 202, cancelled.text
         assert cancelled.headers["location"] == location

@@ -217,20 +217,24 @@ async def test_ready_only_once_every_role_consumes(make_settings: StackFactory) 
                         decider_group(settings, "lodging"),
                         group_name(settings, BRIDGE),
                         group_name(settings, "projector.lodging"),
+                        decider_group(settings, "accounts"),
+                        group_name(settings, "projector.accounts"),
                     }
                 ),
                 what="the registration roles consuming",
             )
-            assert partly.status_code == 503, "not ready while the lodging roles are missing"
+            assert partly.status_code == 503, "not ready without the lodging and account roles"
             async with (
                 running(build_decider(settings, "lodging")),
                 running(build_bridge(settings)),
                 running(build_projector(settings, "lodging")),
+                running(build_decider(settings, "accounts")),
+                running(build_projector(settings, "accounts")),
             ):
                 answer: httpx.Response = await eventually(
                     lambda: client.get("/health/ready"),
                     lambda answer: answer.status_code == 200,
-                    what="ready once every decider, bridge and projector consumes",
+                    what="ready once every decider, the bridge and every projector consume",
                 )
             assert answer.json()["status"] == "ready"
             assert "not_consuming" not in answer.json()
