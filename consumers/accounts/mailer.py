@@ -82,7 +82,9 @@ def as_message(mail: Mail) -> EmailMessage:
     message["Subject"] = _one_line(mail.subject)
     message["Date"] = format_datetime(mail.created_at.replace(tzinfo=UTC))
     message["Message-ID"] = f"<{mail.mail_id}@{MESSAGE_ID_DOMAIN}>"
-    message.set_content(mail.body)
+    # 8bit, not quoted-printable: a code must stay on one line for whoever reads the file
+    # as it is (the dev sink has no mail client in front of it).
+    message.set_content(mail.body, cte="8bit")
     return message
 
 

@@ -237,3 +237,17 @@ def test_latest_mail_to_finds_the_newest_mail_of_an_identity(tmp_path: Path) -> 
     assert sorted(path.name for path in tmp_path.iterdir()) == [
         mail(n).file_name for n in (1, 2, 3)
     ]
+
+
+def test_a_mailed_code_stays_on_one_line_in_the_file() -> None:
+    code = f"{uuid.uuid4()}.{'A' * 43}="
+    mail = Mail(
+        seq=1,
+        mail_id=str(uuid.uuid4()),
+        to_address="ada@example.org",
+        subject="Confirm",
+        body=f"Hello,\n\n    {code}\n",
+        created_at=datetime(2027, 1, 1),
+    )
+    raw = bytes(as_message(mail)).decode()
+    assert f"    {code}" in raw.splitlines()
