@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -18,7 +19,7 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB
+from sqlalchemy.dialects.mysql import DATETIME, LONGBLOB, insert
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -105,6 +106,20 @@ async def decided_among(conn: AsyncConnection, decided: Table, ids: Collection[s
         return set()
     query = select(decided.c.command_id).where(decided.c.command_id.in_(list(ids)))
     return set((await conn.execute(query)).scalars())
+
+
+async def upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows, or replace every column but the primary key of those already there."""
+    if not rows:
+        return
+    statement = insert(table)
+    keys = {column.name for column in table.primary_key.columns}
+    await conn.execute(
+        statement.on_duplicate_key_update(
+            {name: statement.inserted[name] for name in rows[0] if name not in keys}
+        ),
+        rows,
+    )
 
 
 def merged_metadata(*parts: MetaData) -> MetaData:

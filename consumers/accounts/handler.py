@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from sqlalchemy import Table, select, update
+from sqlalchemy import select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -24,7 +24,7 @@ from consumers.accounts.decider import (
     mailed_token,
     token_hash,
 )
-from infra.db import decided_among
+from infra.db import decided_among, upsert
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
@@ -223,21 +223,8 @@ async def load_state(conn: AsyncConnection, commands: Sequence[AccountCommand]) 
     return state
 
 
-async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    statement = insert(table)
-    keys = {column.name for column in table.primary_key.columns}
-    await conn.execute(
-        statement.on_duplicate_key_update(
-            {name: statement.inserted[name] for name in rows[0] if name not in keys}
-        ),
-        rows,
-    )
-
-
 async def save_state(conn: AsyncConnection, state: AccountState) -> None:
-    await _upsert(
+    await upsert(
         conn,
         t.accounts,
         [
@@ -267,7 +254,7 @@ async def save_state(conn: AsyncConnection, state: AccountState) -> None:
             )
             .values(used_at=now)
         )
-    await _upsert(
+    await upsert(
         conn,
         t.account_tokens,
         [
@@ -282,7 +269,7 @@ async def save_state(conn: AsyncConnection, state: AccountState) -> None:
             if digest in state.changed_tokens
         ],
     )
-    await _upsert(
+    await upsert(
         conn,
         t.account_roles,
         [

@@ -20,7 +20,7 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from sqlalchemy import Table, delete, select, tuple_
+from sqlalchemy import delete, select, tuple_
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -33,7 +33,7 @@ from consumers.lodging.state import (
     LotteryEntry,
     RoomRequest,
 )
-from infra.db import decided_among
+from infra.db import decided_among, upsert
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
@@ -355,26 +355,13 @@ def _uuid(value: str | None) -> uuid.UUID | None:
 # --- saving ---------------------------------------------------------------------------------
 
 
-async def _upsert(conn: AsyncConnection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if not rows:
-        return
-    statement = insert(table)
-    keys = {column.name for column in table.primary_key.columns}
-    await conn.execute(
-        statement.on_duplicate_key_update(
-            {name: statement.inserted[name] for name in rows[0] if name not in keys}
-        ),
-        rows,
-    )
-
-
 async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
-    await _upsert(
+    await upsert(
         conn,
         t.conventions,
         [_convention_row(state.conventions[cid]) for cid in sorted(state.changed_conventions)],
     )
-    await _upsert(
+    await upsert(
         conn,
         t.registrations,
         [
@@ -386,12 +373,12 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
             for rid in sorted(state.changed_registrations)
         ],
     )
-    await _upsert(
+    await upsert(
         conn,
         t.requests,
         [_request_row(state.requests[rid]) for rid in sorted(state.changed_requests)],
     )
-    await _upsert(
+    await upsert(
         conn,
         t.blocks,
         [
@@ -399,7 +386,7 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
             for cid, key in sorted(state.changed_blocks, key=lambda k: (str(k[0]), k[1]))
         ],
     )
-    await _upsert(
+    await upsert(
         conn,
         t.lottery_entries,
         [
