@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
 
@@ -283,41 +283,20 @@ def build_decider(
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=4)
     producer = make_producer(settings.kafka_bootstrap_servers)
-    relay = OutboxRelay(engine, write_tables.outbox, producer)
     decider = RegistrationDecider(topics, engine, producer)
-
-    retention = _dedup_retention(
+    consumer = _decider_consumer(
         settings,
-        engine,
-        [Purge(write_tables.decided_commands, write_tables.decided_commands.c.decided_at)],
+        name,
+        sources=(topics.registration_commands,),
         command_topic=topics.registration_commands,
-    )
-
-    async def when_idle() -> None:
-        await decider.idle()
-        await retention.when_idle()
-
-    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
-        """A partition taken over first publishes what its last owner decided but did not
-        publish, in decision order, so its events stay in order on the topic; whatever this
-        process remembered of it from an earlier ownership is dropped."""
-        decider.forget(assigned)
-        await relay.drain(grace=timedelta(0), partitions={tp.partition for tp in assigned})
-
-    consumer = ExactlyOnceConsumer(
-        ConsumerConfig(
-            group=decider_group(settings, name),
-            topics=(topics.registration_commands,),
-            dead_letter_topic=topics.dead_letter,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            max_records=max_records,
-        ),
         engine=engine,
-        positions=write_tables.consumer_positions,
-        handler=(wrap_handler or _same)(decider),
         producer=producer,
-        on_assigned=publish_leftovers,
-        on_idle=when_idle,
+        handler=(wrap_handler or _same)(decider),
+        decider=decider,
+        outbox=write_tables.outbox,
+        decided=write_tables.decided_commands,
+        max_records=max_records,
+        on_claim=decider.forget,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 
@@ -330,7 +309,6 @@ def build_lodging(
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=6)
     producer = make_producer(settings.kafka_bootstrap_servers)
-    relay = OutboxRelay(engine, lodging_tables.outbox, producer)
     companions: list[PartnerCalls] = []
 
     def decided() -> None:
@@ -338,37 +316,19 @@ def build_lodging(
             companion.manager.wake()
 
     decider = LodgingDecider(topics, engine, producer, decided=decided)
-    retention = _dedup_retention(
+    consumer = _decider_consumer(
         settings,
-        engine,
-        [Purge(lodging_tables.decided_commands, lodging_tables.decided_commands.c.decided_at)],
+        "lodging",
+        sources=lodging_sources(topics),
         command_topic=topics.lodging_commands,
-    )
-
-    async def when_idle() -> None:
-        await decider.idle()
-        await retention.when_idle()
-
-    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
-        partitions = {tp.partition for tp in assigned if tp.topic == topics.lodging_commands}
-        if partitions:
-            await relay.drain(grace=timedelta(0), partitions=partitions)
-
-    consumer = ExactlyOnceConsumer(
-        ConsumerConfig(
-            group=decider_group(settings, "lodging"),
-            topics=lodging_sources(topics),
-            dead_letter_topic=topics.dead_letter,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            max_records=max_records,
-            fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
-        ),
         engine=engine,
-        positions=write_tables.consumer_positions,
-        handler=decider,
         producer=producer,
-        on_assigned=publish_leftovers,
-        on_idle=when_idle,
+        handler=decider,
+        decider=decider,
+        outbox=lodging_tables.outbox,
+        decided=lodging_tables.decided_commands,
+        max_records=max_records,
+        fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
     )
     if call_partner:
         partner = PartnerClient(
@@ -400,37 +360,20 @@ def build_account_decider(settings: Settings, *, max_records: int = 500) -> Cons
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=2)
     producer = make_producer(settings.kafka_bootstrap_servers)
-    relay = OutboxRelay(engine, account_tables.outbox, producer)
     decider = AccountDecider(topics, engine, producer)
-    retention = _dedup_retention(
+    consumer = _decider_consumer(
         settings,
-        engine,
-        [Purge(account_tables.decided_commands, account_tables.decided_commands.c.decided_at)],
+        "accounts",
+        sources=(topics.account_commands,),
         command_topic=topics.account_commands,
-    )
-
-    async def when_idle() -> None:
-        await decider.idle()
-        await retention.when_idle()
-
-    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
-        await relay.drain(grace=timedelta(0), partitions={tp.partition for tp in assigned})
-
-    consumer = ExactlyOnceConsumer(
-        ConsumerConfig(
-            group=decider_group(settings, "accounts"),
-            topics=(topics.account_commands,),
-            dead_letter_topic=topics.dead_letter,
-            bootstrap_servers=settings.kafka_bootstrap_servers,
-            max_records=max_records,
-            fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
-        ),
         engine=engine,
-        positions=write_tables.consumer_positions,
-        handler=decider,
         producer=producer,
-        on_assigned=publish_leftovers,
-        on_idle=when_idle,
+        handler=decider,
+        decider=decider,
+        outbox=account_tables.outbox,
+        decided=account_tables.decided_commands,
+        max_records=max_records,
+        fetch_max_wait_ms=LODGING_FETCH_WAIT_MS,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
 
@@ -455,6 +398,67 @@ def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
         producer=producer,
     )
     return ConsumerRole(consumer, producer, engine.dispose)
+
+
+class _Idles(Protocol):
+    async def idle(self) -> None: ...
+
+
+def _decider_consumer(
+    settings: Settings,
+    name: str,
+    *,
+    sources: tuple[str, ...],
+    command_topic: str,
+    engine: AsyncEngine,
+    producer: AIOKafkaProducer,
+    handler: BatchHandler,
+    decider: _Idles,
+    outbox: Table,
+    decided: Table,
+    max_records: int,
+    fetch_max_wait_ms: int | None = None,
+    on_claim: Callable[[set[TopicPartition]], None] | None = None,
+) -> ExactlyOnceConsumer:
+    """What every decider runs on: its positions in the write database, its outbox relayed
+    on takeover, its decided-command records purged when idle."""
+    relay = OutboxRelay(engine, outbox, producer)
+    retention = _dedup_retention(
+        settings, engine, [Purge(decided, decided.c.decided_at)], command_topic=command_topic
+    )
+
+    async def when_idle() -> None:
+        await decider.idle()
+        await retention.when_idle()
+
+    async def publish_leftovers(assigned: set[TopicPartition]) -> None:
+        """A command partition taken over first publishes what its last owner decided but
+        did not publish, in decision order, so its events stay in order on the topic;
+        whatever this process remembered of it from an earlier ownership is dropped."""
+        if on_claim is not None:
+            on_claim(assigned)
+        partitions = {tp.partition for tp in assigned if tp.topic == command_topic}
+        if partitions:
+            await relay.drain(grace=timedelta(0), partitions=partitions)
+
+    config = ConsumerConfig(
+        group=decider_group(settings, name),
+        topics=sources,
+        dead_letter_topic=topics_of(settings).dead_letter,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        max_records=max_records,
+    )
+    if fetch_max_wait_ms is not None:
+        config = replace(config, fetch_max_wait_ms=fetch_max_wait_ms)
+    return ExactlyOnceConsumer(
+        config,
+        engine=engine,
+        positions=write_tables.consumer_positions,
+        handler=handler,
+        producer=producer,
+        on_assigned=publish_leftovers,
+        on_idle=when_idle,
+    )
 
 
 def _same(handler: BatchHandler) -> BatchHandler:
