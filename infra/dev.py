@@ -45,6 +45,13 @@ def admin_token(settings: Settings, run_dir: Path) -> str:
     return token
 
 
+BACKGROUND = 5
+"""Niceness added to the roles nobody waits on in a registration rush (reports, lodging,
+accounts, mail, the relay's safety net): when every role shares one machine's cores, the
+gateway, the registration decider and the website projector, which a waiting client waits
+on, come first."""
+
+
 def dev_roles(
     env: dict[str, str], python: str = sys.executable, *, partner_port: int | None = None
 ) -> list[Role]:
@@ -57,17 +64,19 @@ def dev_roles(
         Role("gateway", [*cli, "gateway"], env),
         Role("decider.registration", [*cli, "decider", "registration"], env),
         Role("projector.website", [*cli, "projector", "website"], env),
-        Role("projector.reporting", [*cli, "projector", "reporting"], env),
-        Role("relay", [*cli, "relay"], env),
-        Role("decider.lodging", [*cli, "decider", "lodging"], env),
-        Role("projector.lodging", [*cli, "projector", "lodging"], env),
-        Role("bridge", [*cli, "bridge"], env),
-        Role("decider.accounts", [*cli, "decider", "accounts"], env),
-        Role("projector.accounts", [*cli, "projector", "accounts"], env),
-        Role("mailer", [*cli, "mailer"], env),
+        Role("projector.reporting", [*cli, "projector", "reporting"], env, BACKGROUND),
+        Role("relay", [*cli, "relay"], env, BACKGROUND),
+        Role("decider.lodging", [*cli, "decider", "lodging"], env, BACKGROUND),
+        Role("projector.lodging", [*cli, "projector", "lodging"], env, BACKGROUND),
+        Role("bridge", [*cli, "bridge"], env, BACKGROUND),
+        Role("decider.accounts", [*cli, "decider", "accounts"], env, BACKGROUND),
+        Role("projector.accounts", [*cli, "projector", "accounts"], env, BACKGROUND),
+        Role("mailer", [*cli, "mailer"], env, BACKGROUND),
     ]
     if partner_port is not None:
-        roles.append(Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env))
+        roles.append(
+            Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env, BACKGROUND)
+        )
     return roles
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import functools
 import os
 import signal
 import sys
@@ -28,6 +29,9 @@ class Role:
     name: str
     argv: list[str]
     env: dict[str, str] | None = None
+    nice: int = 0
+    """Added to the process's niceness: roles that may lag a little yield the CPU to those
+    a waiting client is waiting on."""
 
 
 @dataclass
@@ -155,7 +159,10 @@ class Supervisor:
         env = None if role.env is None else {**os.environ, **role.env}
         try:
             process = await asyncio.create_subprocess_exec(
-                *role.argv, env=env, start_new_session=True, preexec_fn=die_with_parent
+                *role.argv,
+                env=env,
+                start_new_session=True,
+                preexec_fn=functools.partial(_prepare_child, role.nice),
             )
         except OSError as error:
             log.error("role failed to start", role=role.name, argv=role.argv, error=str(error))
@@ -185,6 +192,12 @@ class Supervisor:
             _signal_group(process, signal.SIGKILL)
             await process.wait()
         log.info("role stopped", role=role.name, pid=process.pid, returncode=process.returncode)
+
+
+def _prepare_child(nice: int) -> None:
+    die_with_parent()
+    if nice:
+        os.nice(nice)
 
 
 def die_with_parent() -> None:
