@@ -224,7 +224,7 @@ async def load_state(conn: AsyncConnection, messages: Sequence[Message]) -> Lodg
         return state
     conventions, registrations, requests = _ids(messages)
     lottery = {m.convention_id for m in messages if isinstance(m, (EnterLottery, RunLottery))}
-    needs_blocks = {m.convention_id for m in messages if type(m).__module__ == "schemas.lodging"}
+    needs_blocks = {m.convention_id for m in messages if isinstance(m, LODGING_COMMAND_TYPES)}
     drawing = {m.convention_id for m in messages if isinstance(m, RunLottery)}
 
     c = t.conventions.c

@@ -392,25 +392,29 @@ _CANCEL = (
     .where(t.registrations.c.registration_id == bindparam("r_id"))
     .values(status="cancelled", updated_at=bindparam("at"))
 )
-_RECORD_TRANSFER = insert(t.registration_transfers).from_select(
-    [
-        "event_id",
-        "registration_id",
-        "convention_id",
-        "from_account_id",
-        "from_email_key",
-        "to_account_id",
-        "transferred_at",
-    ],
-    select(
-        bindparam("event_id"),
-        t.registrations.c.registration_id,
-        t.registrations.c.convention_id,
-        t.registrations.c.account_id,
-        t.registrations.c.email_key,
-        bindparam("account_id"),
-        bindparam("at"),
-    ).where(t.registrations.c.registration_id == bindparam("r_id")),
+_RECORD_TRANSFER = (
+    insert(t.registration_transfers)
+    .prefix_with("IGNORE")
+    .from_select(
+        [
+            "event_id",
+            "registration_id",
+            "convention_id",
+            "from_account_id",
+            "from_email_key",
+            "to_account_id",
+            "transferred_at",
+        ],
+        select(
+            bindparam("event_id"),
+            t.registrations.c.registration_id,
+            t.registrations.c.convention_id,
+            t.registrations.c.account_id,
+            t.registrations.c.email_key,
+            bindparam("account_id"),
+            bindparam("at"),
+        ).where(t.registrations.c.registration_id == bindparam("r_id")),
+    )
 )
 _TRANSFER = (
     update(t.registrations)
@@ -476,7 +480,7 @@ async def write_changes(conn: AsyncConnection, c: Changes) -> None:
     if c.decided:
         await conn.execute(_UPSERT_DECIDED, c.decided)
     for transfer in c.transfers:
-        await conn.execute(_RECORD_TRANSFER.prefix_with("IGNORE"), transfer)
+        await conn.execute(_RECORD_TRANSFER, transfer)
         await conn.execute(_TRANSFER, transfer)
     if c.cancelled:
         await conn.execute(_CANCEL, c.cancelled)
