@@ -7,12 +7,14 @@ upcaster registered in `schemas.registry`.
 from __future__ import annotations
 
 import uuid
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from schemas.catalogue import Code as PromoCode
+from schemas.catalogue import OptionChoice, OrderLine, OrderPolicy
 from schemas.identity import check_text, email_identity
 
 
@@ -54,6 +56,28 @@ class RejectionReason(StrEnum):
     UNKNOWN_CONVENTION = "unknown_convention"
     INVALID_TRANSITION = "invalid_transition"
     IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"
+    NOT_ACTIVE = "not_active"
+    UNKNOWN_OPTION = "unknown_option"
+    UNKNOWN_VARIANT = "unknown_variant"
+    OPTION_NOT_FOR_BADGE = "option_not_for_badge"
+    LIMIT_REACHED = "limit_reached"
+    UNKNOWN_CODE = "unknown_code"
+    CODE_NOT_YET_VALID = "code_not_yet_valid"
+    CODE_EXPIRED = "code_expired"
+    CODE_USED_UP = "code_used_up"
+    CODE_NOT_APPLICABLE = "code_not_applicable"
+    CODE_ALREADY_APPLIED = "code_already_applied"
+    CODE_EXISTS = "code_exists"
+    NOT_PENDING_PAYMENT = "not_pending_payment"
+    NOT_REMOVABLE = "not_removable"
+    QUOTA_BELOW_TAKEN = "quota_below_taken"
+    UNKNOWN_ORDER = "unknown_order"
+    NOT_SOLD_OUT = "not_sold_out"
+    ALREADY_WAITING = "already_waiting"
+    UNKNOWN_ENTRY = "unknown_entry"
+    NO_OFFER = "no_offer"
+    OFFER_EXPIRED = "offer_expired"
+    CURRENCY_MISMATCH = "currency_mismatch"
 
 
 BadgeCode = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -73,8 +97,24 @@ class BadgeTypeSpec(BaseModel):
     quota: int = Field(ge=0, le=10_000_000)
 
 
+class OrderTerms(BaseModel):
+    """An order as the decider priced it: its lines, what they come to, the discount of the
+    promo code applied, and the total to pay. Recorded in the event, never recomputed."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    order_id: uuid.UUID
+    lines: tuple[OrderLine, ...]
+    subtotal_cents: int
+    discount_cents: int = 0
+    total_cents: int
+    currency: str
+    promo_code: str | None = None
+
+
 class CreateConvention(Command):
     message_type: ClassVar[str] = "CreateConvention"
+    schema_version: ClassVar[int] = 2
     name: Text
     starts_on: date
     ends_on: date
@@ -82,6 +122,7 @@ class CreateConvention(Command):
     request_hash: str = Field(max_length=64)
     allow_guests: bool = True
     """Whether people without an account may register (staff at the door always may)."""
+    policy: OrderPolicy = OrderPolicy()
 
     @field_validator("badge_types")
     @classmethod
@@ -103,6 +144,7 @@ class CloseConvention(Command):
 
 class RegisterAttendee(Command):
     message_type: ClassVar[str] = "RegisterAttendee"
+    schema_version: ClassVar[int] = 2
     registration_id: uuid.UUID
     email: Email
     name: Text
@@ -111,6 +153,8 @@ class RegisterAttendee(Command):
     account_id: uuid.UUID | None = None
     """The account registering, when logged in; None for a guest registration, which
     belongs to its e-mail."""
+    options: Annotated[tuple[OptionChoice, ...], Field(max_length=50)] = ()
+    promo_code: PromoCode | None = None
 
 
 class CancelRegistration(Command):
@@ -131,12 +175,14 @@ class TransferRegistration(Command):
 
 class ConventionCreated(Event):
     message_type: ClassVar[str] = "ConventionCreated"
+    schema_version: ClassVar[int] = 2
     name: str
     starts_on: date
     ends_on: date
     badge_types: tuple[BadgeTypeSpec, ...]
     request_hash: str
     allow_guests: bool = True
+    policy: OrderPolicy = OrderPolicy()
 
 
 class ConventionOpened(Event):
@@ -154,17 +200,38 @@ class ConventionCommandRejected(Event):
 
 
 class AttendeeRegistered(Event):
+    """A registration confirmed at once: nothing to pay (free, or discounted to nothing)."""
+
     message_type: ClassVar[str] = "AttendeeRegistered"
+    schema_version: ClassVar[int] = 2
     registration_id: uuid.UUID
     email: str
     name: str
     badge_type: str
     request_hash: str
     account_id: uuid.UUID | None = None
+    order: OrderTerms | None = None
+    """None in events recorded before registrations were orders."""
+
+
+class OrderPlaced(Event):
+    """A registration with something to pay: its seat and options are held until
+    `hold_until`; paid by then it is confirmed, otherwise it expires and frees them."""
+
+    message_type: ClassVar[str] = "OrderPlaced"
+    registration_id: uuid.UUID
+    email: str
+    name: str
+    badge_type: str
+    request_hash: str
+    account_id: uuid.UUID | None = None
+    order: OrderTerms
+    hold_until: datetime
 
 
 class RegistrationRejected(Event):
     message_type: ClassVar[str] = "RegistrationRejected"
+    schema_version: ClassVar[int] = 2
     registration_id: uuid.UUID
     email: str
     name: str
@@ -172,12 +239,18 @@ class RegistrationRejected(Event):
     request_hash: str
     reason: RejectionReason
     account_id: uuid.UUID | None = None
+    subject: str = ""
+    """The option or promo code the reason is about ("" for the seat itself)."""
 
 
 class RegistrationCancelled(Event):
     message_type: ClassVar[str] = "RegistrationCancelled"
+    schema_version: ClassVar[int] = 2
     registration_id: uuid.UUID
     badge_type: str
+    options_released: tuple[OrderLine, ...] = ()
+    """The option units the registration held, back in stock. (A seat sold at a price tier
+    stays counted at that tier: it was sold.)"""
 
 
 class RegistrationTransferred(Event):
@@ -225,6 +298,7 @@ RegistrationEvent = (
     | ConventionClosed
     | ConventionCommandRejected
     | AttendeeRegistered
+    | OrderPlaced
     | RegistrationRejected
     | RegistrationCancelled
     | RegistrationTransferred
@@ -247,6 +321,7 @@ EVENTS: tuple[type[Event], ...] = (
     ConventionClosed,
     ConventionCommandRejected,
     AttendeeRegistered,
+    OrderPlaced,
     RegistrationRejected,
     RegistrationCancelled,
     RegistrationTransferred,

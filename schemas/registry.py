@@ -16,16 +16,36 @@ from schemas.envelope import (
     describe_validation_error,
 )
 from schemas.lodging import LODGING_COMMANDS, LODGING_EVENTS
+from schemas.orders import ORDER_COMMANDS, ORDER_EVENTS
 from schemas.registration import COMMANDS, EVENTS, Message
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
-    cls.message_type: cls for cls in COMMANDS + EVENTS + LODGING_COMMANDS + LODGING_EVENTS
+    cls.message_type: cls
+    for cls in COMMANDS + EVENTS + ORDER_COMMANDS + ORDER_EVENTS + LODGING_COMMANDS + LODGING_EVENTS
 }
 M = TypeVar("M", bound=Message)
 
-UPCASTERS: Mapping[tuple[str, int], Upcaster] = {}
+
+def _defaults(**fields: Any) -> Upcaster:
+    """An upcaster for a version that only added fields: the earlier payload with the
+    values its events meant (no order, no options, the default policy)."""
+
+    def upcast(payload: dict[str, Any]) -> dict[str, Any]:
+        return {**fields, **payload}
+
+    return upcast
+
+
+UPCASTERS: Mapping[tuple[str, int], Upcaster] = {
+    ("CreateConvention", 1): _defaults(policy={}),
+    ("ConventionCreated", 1): _defaults(policy={}),
+    ("RegisterAttendee", 1): _defaults(options=[], promo_code=None),
+    ("AttendeeRegistered", 1): _defaults(order=None),
+    ("RegistrationRejected", 1): _defaults(subject=""),
+    ("RegistrationCancelled", 1): _defaults(options_released=[]),
+}
 """(type, version) -> pure function turning a version-N payload into version N+1."""
 
 

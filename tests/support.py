@@ -152,7 +152,7 @@ def new_convention(quota: int = 3, convention_id: uuid.UUID | None = None) -> Cr
         name="Test Con",
         starts_on=date(2027, 5, 1),
         ends_on=date(2027, 5, 3),
-        badge_types=(BadgeTypeSpec(code="STD", name="Standard", price_cents=4500, quota=quota),),
+        badge_types=(BadgeTypeSpec(code="STD", name="Standard", price_cents=0, quota=quota),),
         request_hash="test",
     )
 

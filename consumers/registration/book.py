@@ -4,9 +4,12 @@ evolved as events are decided, then written back in the batch's transaction."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.dialects.mysql import insert
@@ -14,21 +17,35 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from consumers.registration import tables as t
 from consumers.registration.state import (
+    DEFAULT_POLICY,
+    EPOCH,
     BadgeType,
     Convention,
     ConventionStatus,
+    EntryStatus,
+    Option,
+    Order,
+    OrderStatus,
+    Promo,
+    Refund,
     Registration,
     RegistrationStatus,
     Situation,
+    Tier,
+    Variant,
+    WaitEntry,
     evolve_convention,
     evolve_registration,
 )
+from infra.db import upsert
+from schemas.catalogue import OptionSpec, OrderPolicy, PromoCodeSpec
 from schemas.identity import email_key, identity_hash
+from schemas.orders import AcceptOffer, JoinWaitlist
 from schemas.registration import (
-    CancelRegistration,
     Command,
     ConventionCreated,
     Event,
+    OrderTerms,
     RegisterAttendee,
     TransferRegistration,
 )
@@ -92,10 +109,14 @@ class PartitionMemory:
                 r.badge_type,
                 r.status,
                 r.request_hash,
+                r.email,
+                r.name,
             ).where(r.convention_id.in_(missing))
         )
+        orders = await _load_orders(conn, missing)
+        refunds = await _load_refunds(conn, missing)
         for row in rows:
-            registration = _registration(row)
+            registration = _registration(row, orders, refunds)
             self.registrations[registration.registration_id] = registration
             if registration.active:
                 self.holders[(registration.convention_id, registration.email_key)] = registration
@@ -108,6 +129,7 @@ class RegistrationBook:
     holders: dict[tuple[uuid.UUID, str], Registration] = field(default_factory=dict)
     _before: dict[uuid.UUID, Convention] = field(default_factory=dict)
     """Each changed convention as it was before this batch, to write back only what changed."""
+    _before_registrations: dict[uuid.UUID, Registration] = field(default_factory=dict)
     _new_conventions: set[uuid.UUID] = field(default_factory=set)
     _dirty_conventions: set[uuid.UUID] = field(default_factory=set)
     _new_registrations: set[uuid.UUID] = field(default_factory=set)
@@ -119,23 +141,15 @@ class RegistrationBook:
     def changed_registrations(self) -> set[uuid.UUID]:
         return self._new_registrations | self._dirty_registrations
 
-    def situation(self, command: Command) -> Situation:
+    def situation(self, command: Command, now: datetime = EPOCH) -> Situation:
         convention = self.conventions.get(command.convention_id)
-        match command:
-            case RegisterAttendee():
-                holder = self.holders.get((command.convention_id, email_key(command.email)))
-                return Situation(
-                    convention, self.registrations.get(command.registration_id), holder
-                )
-            case CancelRegistration():
-                return Situation(convention, self.registrations.get(command.registration_id))
-            case TransferRegistration():
-                holder = self.holders.get((command.convention_id, email_key(command.email)))
-                return Situation(
-                    convention, self.registrations.get(command.registration_id), holder
-                )
-            case _:
-                return Situation(convention)
+        registration_id = _registration_named(command, convention)
+        registration = None if registration_id is None else self.registrations.get(registration_id)
+        email = _email_named(command, convention)
+        holder = None
+        if email is not None:
+            holder = self.holders.get((command.convention_id, email_key(email)))
+        return Situation(convention, registration, holder, now)
 
     def apply(self, event: Event) -> None:
         cid = event.convention_id
@@ -157,6 +171,7 @@ class RegistrationBook:
                 if old is None:
                     self._new_registrations.add(registration_id)
                 else:
+                    self._before_registrations.setdefault(registration_id, old)
                     self._dirty_registrations.add(registration_id)
                 if old is not None and old.email_key != new.email_key:
                     moved = (old.convention_id, old.email_key)
@@ -180,12 +195,14 @@ class RegistrationBook:
             convention = memory.conventions.get(command.convention_id)
             if convention is not None:
                 book.conventions[command.convention_id] = convention
-            if isinstance(command, RegisterAttendee | CancelRegistration | TransferRegistration):
-                known = memory.registrations.get(command.registration_id)
+            registration_id = _registration_named(command, convention)
+            if registration_id is not None:
+                known = memory.registrations.get(registration_id)
                 if known is not None:
-                    book.registrations[command.registration_id] = known
-            if isinstance(command, RegisterAttendee | TransferRegistration):
-                key = (command.convention_id, email_key(command.email))
+                    book.registrations[registration_id] = known
+            email = _email_named(command, convention)
+            if email is not None:
+                key = (command.convention_id, email_key(email))
                 holder = memory.holders.get(key)
                 if holder is not None:
                     book.holders[key] = holder
@@ -201,6 +218,7 @@ class RegistrationBook:
                     name=c.name,
                     status=c.status.value,
                     request_hash=c.request_hash,
+                    catalogue=catalogue_json(c),
                 )
             )
             if c.badge_types:
@@ -213,29 +231,41 @@ class RegistrationBook:
                             "name": b.name,
                             "price_cents": b.price_cents,
                             "quota": b.quota,
-                            "confirmed": b.confirmed,
+                            "confirmed": b.taken,
                         }
                         for b in c.badge_types
                     ],
                 )
+        entries: list[dict[str, Any]] = []
         for cid in sorted(self._dirty_conventions - self._new_conventions, key=str):
             c, before = self.conventions[cid], self._before[cid]
+            changes: dict[str, Any] = {}
             if c.status is not before.status:
+                changes["status"] = c.status.value
+            if _catalogue_of(c) != _catalogue_of(before):
+                changes["catalogue"] = catalogue_json(c)
+            if changes:
                 await conn.execute(
                     update(t.conventions)
                     .where(t.conventions.c.convention_id == str(cid))
-                    .values(status=c.status.value)
+                    .values(**changes)
                 )
             for b, was in zip(c.badge_types, before.badge_types, strict=True):
-                if b.confirmed != was.confirmed:
+                if (b.taken, b.quota) != (was.taken, was.quota):
                     await conn.execute(
                         update(t.badge_types)
                         .where(
                             t.badge_types.c.convention_id == str(cid),
                             t.badge_types.c.code == b.code,
                         )
-                        .values(confirmed=b.confirmed)
+                        .values(confirmed=b.taken, quota=b.quota)
                     )
+            if c.waitlist != before.waitlist:
+                known = set(before.waitlist)
+                entries.extend(_entry_row(cid, e) for e in c.waitlist if e not in known)
+        for cid in self._new_conventions:
+            entries.extend(_entry_row(cid, e) for e in self.conventions[cid].waitlist)
+        await upsert(conn, t.waitlist_entries, entries)
         changed = self._dirty_registrations - self._new_registrations
         for rid in sorted(changed, key=str):
             row = _registration_row(self.registrations[rid])
@@ -247,6 +277,8 @@ class RegistrationBook:
                     active_key=row["active_key"],
                     email_key=row["email_key"],
                     email_hash=row["email_hash"],
+                    email=row["email"],
+                    name=row["name"],
                 )
             )
         if self._new_registrations:
@@ -254,6 +286,251 @@ class RegistrationBook:
                 insert(t.registrations),
                 [_registration_row(self.registrations[rid]) for rid in self._new_registrations],
             )
+        orders: list[dict[str, Any]] = []
+        refunds: list[dict[str, Any]] = []
+        for rid in sorted(self.changed_registrations(), key=str):
+            registration = self.registrations[rid]
+            before_registration = self._before_registrations.get(rid)
+            old_orders = set(before_registration.orders) if before_registration else set()
+            old_refunds = set(before_registration.refunds) if before_registration else set()
+            orders.extend(
+                _order_row(registration, o) for o in registration.orders if o not in old_orders
+            )
+            refunds.extend(
+                _refund_row(registration, r) for r in registration.refunds if r not in old_refunds
+            )
+        await upsert(conn, t.orders, orders)
+        await upsert(conn, t.refunds, refunds)
+
+
+def _registration_named(command: Command, convention: Convention | None) -> uuid.UUID | None:
+    """The registration a command is about: the one it names, or for an offer of an
+    option, the registration the entry waits for."""
+    if isinstance(command, AcceptOffer):
+        entry = None if convention is None else convention.entry(command.entry_id)
+        if entry is not None and entry.kind == "option":
+            return entry.registration_id
+        return command.registration_id
+    registration_id = getattr(command, "registration_id", None)
+    return registration_id if isinstance(registration_id, uuid.UUID) else None
+
+
+def _email_named(command: Command, convention: Convention | None) -> str | None:
+    """The e-mail whose active registration a command must look at: one registering, one
+    taking a registration over, one joining a waitlist for a seat or taking a seat offered."""
+    if isinstance(command, RegisterAttendee | TransferRegistration | JoinWaitlist):
+        return command.email
+    if isinstance(command, AcceptOffer) and convention is not None:
+        entry = convention.entry(command.entry_id)
+        return entry.email if entry is not None and entry.kind == "badge" else None
+    return None
+
+
+def _naive(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return None if moment is None else moment.replace(tzinfo=UTC)
+
+
+def _catalogue_of(c: Convention) -> tuple[object, ...]:
+    return (c.policy, tuple(b.tiers for b in c.badge_types), c.options, c.promos)
+
+
+def catalogue_json(c: Convention) -> str:
+    """What the convention sells beyond its seats, with what is taken of each, as JSON."""
+    return json.dumps(
+        {
+            "policy": c.policy.model_dump(mode="json"),
+            "tiers": {
+                b.code: [
+                    {
+                        "name": tier.name,
+                        "price_cents": tier.price_cents,
+                        "until": tier.until.isoformat() if tier.until else None,
+                        "size": tier.size,
+                        "sold": tier.sold,
+                    }
+                    for tier in b.tiers
+                ]
+                for b in c.badge_types
+                if b.tiers
+            },
+            "options": [
+                {
+                    "spec": o.spec.model_dump(mode="json"),
+                    "taken": o.taken,
+                    "variants": {v.code: v.taken for v in o.variants},
+                }
+                for o in c.options
+            ],
+            "promos": [{"spec": p.spec.model_dump(mode="json"), "uses": p.uses} for p in c.promos],
+        },
+        separators=(",", ":"),
+    )
+
+
+def _with_catalogue(c: Convention, text: str | None) -> Convention:
+    if not text:
+        return c
+    data = json.loads(text)
+    tiers = data.get("tiers", {})
+    badges = tuple(
+        BadgeType(
+            b.code,
+            b.name,
+            b.price_cents,
+            b.quota,
+            b.taken,
+            tuple(
+                Tier(
+                    t["name"],
+                    t["price_cents"],
+                    datetime.fromisoformat(t["until"]) if t["until"] else None,
+                    t["size"],
+                    t["sold"],
+                )
+                for t in tiers.get(b.code, ())
+            ),
+        )
+        for b in c.badge_types
+    )
+    options = []
+    for o in data.get("options", ()):
+        spec = OptionSpec.model_validate(o["spec"])
+        variants = tuple(
+            Variant(v.code, v.name, v.quota, o["variants"].get(v.code, 0)) for v in spec.variants
+        )
+        options.append(Option(spec, o["taken"], variants))
+    promos = tuple(
+        Promo(PromoCodeSpec.model_validate(p["spec"]), p["uses"]) for p in data.get("promos", ())
+    )
+    return Convention(
+        c.convention_id,
+        c.name,
+        c.status,
+        badges,
+        c.request_hash,
+        OrderPolicy.model_validate(data["policy"]) if "policy" in data else DEFAULT_POLICY,
+        tuple(options),
+        promos,
+        c.waitlist,
+    )
+
+
+def _entry_row(cid: uuid.UUID, e: WaitEntry) -> dict[str, Any]:
+    return {
+        "entry_id": str(e.entry_id),
+        "convention_id": str(cid),
+        "stock": e.stock,
+        "seq": e.seq,
+        "status": e.status.value,
+        "quantity": e.quantity,
+        "email": e.email,
+        "name": e.name,
+        "account_id": None if e.account_id is None else str(e.account_id),
+        "registration_id": None if e.registration_id is None else str(e.registration_id),
+        "offer_expires_at": _naive(e.offer_expires_at),
+    }
+
+
+def _entry(row: Any) -> WaitEntry:
+    kind, _, rest = row.stock.partition(":")
+    code, _, variant = rest.partition("/")
+    return WaitEntry(
+        entry_id=uuid.UUID(row.entry_id),
+        stock=row.stock,
+        kind=kind,
+        code=code,
+        variant=variant or None,
+        seq=row.seq,
+        quantity=row.quantity,
+        email=row.email,
+        name=row.name,
+        account_id=uuid.UUID(row.account_id) if row.account_id else None,
+        registration_id=uuid.UUID(row.registration_id) if row.registration_id else None,
+        status=EntryStatus(row.status),
+        offer_expires_at=_aware(row.offer_expires_at),
+    )
+
+
+def _order_row(registration: Registration, o: Order) -> dict[str, Any]:
+    return {
+        "order_id": str(o.order_id),
+        "registration_id": str(registration.registration_id),
+        "convention_id": str(registration.convention_id),
+        "status": o.status.value,
+        "first": o.first,
+        "hold_until": _naive(o.hold_until),
+        "total_cents": o.terms.total_cents,
+        "currency": o.terms.currency,
+        "terms": o.terms.model_dump_json(),
+        "payment_id": o.payment_id,
+        "settled_payments": json.dumps(sorted(o.settled)),
+        "request_hash": o.request_hash,
+    }
+
+
+def _refund_row(registration: Registration, r: Refund) -> dict[str, Any]:
+    return {
+        "refund_id": str(r.refund_id),
+        "registration_id": str(registration.registration_id),
+        "convention_id": str(registration.convention_id),
+        "order_id": str(r.order_id),
+        "payment_id": r.payment_id,
+        "amount_cents": r.amount_cents,
+        "currency": r.currency,
+        "reason": r.reason,
+        "status": "completed" if r.completed else "issued",
+        "issued_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+async def _load_orders(conn: AsyncConnection, ids: set[str]) -> dict[str, list[Order]]:
+    found: dict[str, list[Order]] = {}
+    rows = await conn.execute(
+        select(t.orders)
+        .where(t.orders.c.convention_id.in_(ids))
+        .order_by(t.orders.c.registration_id)
+    )
+    for row in rows:
+        terms = OrderTerms.model_validate_json(row.terms)
+        found.setdefault(row.registration_id, []).append(
+            Order(
+                order_id=uuid.UUID(row.order_id),
+                first=bool(row.first),
+                status=OrderStatus(row.status),
+                terms=terms,
+                hold_until=_aware(row.hold_until),
+                payment_id=row.payment_id,
+                settled=frozenset(json.loads(row.settled_payments)),
+                request_hash=row.request_hash,
+            )
+        )
+    for orders in found.values():
+        orders.sort(key=lambda o: (not o.first, str(o.order_id)))
+    return found
+
+
+async def _load_refunds(conn: AsyncConnection, ids: set[str]) -> dict[str, list[Refund]]:
+    found: dict[str, list[Refund]] = {}
+    rows = await conn.execute(
+        select(t.refunds).where(t.refunds.c.convention_id.in_(ids)).order_by(t.refunds.c.issued_at)
+    )
+    for row in rows:
+        found.setdefault(row.registration_id, []).append(
+            Refund(
+                uuid.UUID(row.refund_id),
+                uuid.UUID(row.order_id),
+                row.payment_id,
+                row.amount_cents,
+                row.currency,
+                row.reason,
+                row.status == "completed",
+            )
+        )
+    return found
 
 
 async def _load_conventions(conn: AsyncConnection, ids: set[str]) -> dict[uuid.UUID, Convention]:
@@ -267,29 +544,44 @@ async def _load_conventions(conn: AsyncConnection, ids: set[str]) -> dict[uuid.U
         badges.setdefault(row.convention_id, []).append(
             BadgeType(row.code, row.name, row.price_cents, row.quota, row.confirmed)
         )
+    entries: dict[str, list[WaitEntry]] = {}
+    for row in await conn.execute(
+        select(t.waitlist_entries)
+        .where(t.waitlist_entries.c.convention_id.in_(ids))
+        .order_by(t.waitlist_entries.c.seq)
+    ):
+        entries.setdefault(row.convention_id, []).append(_entry(row))
     found = {}
     for row in await conn.execute(
         select(t.conventions).where(t.conventions.c.convention_id.in_(ids))
     ):
         cid = uuid.UUID(row.convention_id)
-        found[cid] = Convention(
+        convention = Convention(
             cid,
             row.name,
             ConventionStatus(row.status),
             tuple(badges.get(row.convention_id, ())),
             row.request_hash,
+            waitlist=tuple(entries.get(row.convention_id, ())),
         )
+        found[cid] = _with_catalogue(convention, row.catalogue)
     return found
 
 
-def _registration(row: object) -> Registration:
+def _registration(
+    row: Any, orders: dict[str, list[Order]], refunds: dict[str, list[Refund]]
+) -> Registration:
     return Registration(
-        registration_id=uuid.UUID(row.registration_id),  # type: ignore[attr-defined]
-        convention_id=uuid.UUID(row.convention_id),  # type: ignore[attr-defined]
-        email_key=row.email_key,  # type: ignore[attr-defined]
-        badge_type=row.badge_type,  # type: ignore[attr-defined]
-        status=RegistrationStatus(row.status),  # type: ignore[attr-defined]
-        request_hash=row.request_hash,  # type: ignore[attr-defined]
+        registration_id=uuid.UUID(row.registration_id),
+        convention_id=uuid.UUID(row.convention_id),
+        email_key=row.email_key,
+        badge_type=row.badge_type,
+        status=RegistrationStatus(row.status),
+        request_hash=row.request_hash,
+        email=row.email or "",
+        name=row.name or "",
+        orders=tuple(orders.get(row.registration_id, ())),
+        refunds=tuple(refunds.get(row.registration_id, ())),
     )
 
 
@@ -303,4 +595,6 @@ def _registration_row(r: Registration) -> dict[str, object]:
         "status": r.status.value,
         "request_hash": r.request_hash,
         "active_key": identity_hash(str(r.convention_id), r.email_key) if r.active else None,
+        "email": r.email,
+        "name": r.name,
     }

@@ -1,21 +1,29 @@
-"""The registration decider: pure domain rules, no I/O, no clock, no ids made here.
+"""The registration decider: pure domain rules, no I/O, no clock, no random ids.
 
 `decide(situation, command)` returns the events the command leads to; an empty list means the
-command was already decided (a redelivery or a retried idempotency key).
+command was already decided (a redelivery or a retried idempotency key), or asks for nothing
+any more (an order the clock would expire that was paid meanwhile). Time is the command's
+own (`Situation.now`), so deciding again gives the same events. The rules of what a
+convention sells and how its orders are paid are in `consumers.registration.orders`.
 """
 
 from __future__ import annotations
 
 import uuid
 
+from consumers.registration import orders
+from consumers.registration.pricing import Refusal, price
 from consumers.registration.state import (
     Convention,
     ConventionStatus,
+    OrderStatus,
     Registration,
     RegistrationStatus,
     Situation,
+    hold_end,
 )
 from schemas.identity import email_key
+from schemas.orders import RefundReason
 from schemas.registration import (
     AttendeeRegistered,
     CancellationRejected,
@@ -29,6 +37,8 @@ from schemas.registration import (
     CreateConvention,
     Event,
     OpenConvention,
+    OrderPlaced,
+    OrderTerms,
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
@@ -52,7 +62,7 @@ def badge_type_exists(convention: Convention, code: str) -> RejectionReason | No
 
 def seat_available(convention: Convention, code: str) -> RejectionReason | None:
     badge = convention.badge(code)
-    if badge is None or badge.confirmed >= badge.quota:
+    if badge is None or badge.taken >= badge.quota:
         return RejectionReason.SOLD_OUT
     return None
 
@@ -73,9 +83,10 @@ def same_request(registration: Registration, request_hash: str) -> RejectionReas
 def registration_is_cancellable(
     registration: Registration | None, convention_id: uuid.UUID
 ) -> RejectionReason | None:
+    """A registration holding its seat, paid or not, can be cancelled."""
     if registration is None or registration.convention_id != convention_id:
         return RejectionReason.UNKNOWN_REGISTRATION
-    if registration.status is not RegistrationStatus.CONFIRMED:
+    if not registration.active:
         return RejectionReason.NOT_CANCELLABLE
     return None
 
@@ -95,6 +106,11 @@ def transition_allowed(
 
 
 def decide(situation: Situation, command: Command) -> list[Event]:
+    events = _decide(situation, command)
+    return events + orders.offers_after(situation, events)
+
+
+def _decide(situation: Situation, command: Command) -> list[Event]:
     match command:
         case RegisterAttendee():
             return _register(situation, command)
@@ -115,7 +131,7 @@ def decide(situation: Situation, command: Command) -> list[Event]:
                 return [_convention_rejected(command, reason)]
             return [ConventionClosed(convention_id=command.convention_id)]
         case _:
-            raise TypeError(f"the registration decider does not handle {type(command).__name__}")
+            return orders.decide(situation, command)
 
 
 def registration_is_transferable(
@@ -170,6 +186,7 @@ def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
             )
         ]
     convention = situation.convention
+    refusal: Refusal | None = None
     reason = convention_is_open(convention)
     if reason is None and convention is not None:
         reason = (
@@ -177,36 +194,64 @@ def _register(situation: Situation, command: RegisterAttendee) -> list[Event]:
             or email_not_registered(situation.email_holder, command.email)
             or seat_available(convention, command.badge_type)
         )
-    if reason is not None:
-        return [
-            RegistrationRejected(
-                convention_id=command.convention_id,
-                registration_id=command.registration_id,
-                email=command.email,
-                name=command.name,
-                badge_type=command.badge_type,
-                request_hash=command.request_hash,
-                reason=reason,
-                account_id=command.account_id,
-            )
-        ]
+    if reason is None and convention is not None:
+        priced = price(
+            convention,
+            command.registration_id,
+            badge_type=command.badge_type,
+            seat=True,
+            choices=command.options,
+            promo_code=command.promo_code,
+            now=situation.now,
+        )
+        if isinstance(priced, Refusal):
+            refusal = priced
+        else:
+            return [placed(convention, command, priced, situation)]
     return [
-        AttendeeRegistered(
+        RegistrationRejected(
             convention_id=command.convention_id,
             registration_id=command.registration_id,
             email=command.email,
             name=command.name,
             badge_type=command.badge_type,
             request_hash=command.request_hash,
+            reason=refusal.reason if refusal else reason or RejectionReason.NOT_OPEN,
             account_id=command.account_id,
+            subject=refusal.subject if refusal else "",
         )
     ]
 
 
+def placed(
+    convention: Convention,
+    command: RegisterAttendee,
+    order: OrderTerms,
+    situation: Situation,
+) -> AttendeeRegistered | OrderPlaced:
+    """A registration priced: confirmed at once when there is nothing to pay, otherwise held
+    until paid or until its hold runs out."""
+    fields = {
+        "convention_id": command.convention_id,
+        "registration_id": command.registration_id,
+        "email": command.email,
+        "name": command.name,
+        "badge_type": command.badge_type,
+        "request_hash": command.request_hash,
+        "account_id": command.account_id,
+        "order": order,
+    }
+    if order.total_cents == 0:
+        return AttendeeRegistered(**fields)
+    return OrderPlaced(**fields, hold_until=hold_end(situation.now, convention.policy.hold_minutes))
+
+
 def _cancel(situation: Situation, command: CancelRegistration) -> list[Event]:
+    """The seat and every option unit held go back; what was paid comes back by the
+    convention's refund rule, one refund per paid order."""
     registration = situation.registration
     reason = registration_is_cancellable(registration, command.convention_id)
-    if reason is not None or registration is None:
+    if reason is not None or registration is None or situation.convention is None:
         return [
             CancellationRejected(
                 convention_id=command.convention_id,
@@ -214,13 +259,32 @@ def _cancel(situation: Situation, command: CancelRegistration) -> list[Event]:
                 reason=reason or RejectionReason.UNKNOWN_REGISTRATION,
             )
         ]
-    return [
+    released = tuple(
+        line
+        for order in registration.orders
+        if order.holds_stock
+        for line in order.terms.lines
+        if line.kind == "option"
+    )
+    events: list[Event] = [
         RegistrationCancelled(
             convention_id=command.convention_id,
             registration_id=command.registration_id,
             badge_type=registration.badge_type,
+            options_released=released,
         )
     ]
+    percent = situation.convention.policy.refund_percent
+    refunds = [
+        (order, order.value_cents * percent // 100)
+        for order in registration.orders
+        if order.status is OrderStatus.PAID and order.payment_id is not None
+    ]
+    events.extend(
+        orders.refund(registration, order, amount, RefundReason.CANCELLED, index)
+        for index, (order, amount) in enumerate((o, a) for o, a in refunds if a > 0)
+    )
+    return events
 
 
 def _create(situation: Situation, command: CreateConvention) -> list[Event]:
@@ -235,6 +299,7 @@ def _create(situation: Situation, command: CreateConvention) -> list[Event]:
             badge_types=command.badge_types,
             request_hash=command.request_hash,
             allow_guests=command.allow_guests,
+            policy=command.policy,
         )
     ]
 

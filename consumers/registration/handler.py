@@ -7,17 +7,20 @@ claimed, and for commands that may have been decided before."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from consumers.accounts.tables import mail_outbox
 from consumers.registration import tables as t
 from consumers.registration.book import PartitionMemory, RegistrationBook
 from consumers.registration.decider import decide
+from consumers.registration.mails import Mail, mail_for, offer_mail
 from infra.db import decided_among
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
@@ -29,7 +32,8 @@ from schemas.envelope import (
     correlation_of,
     header,
 )
-from schemas.registration import Command, RegisterAttendee
+from schemas.orders import WaitlistOfferMade
+from schemas.registration import Command, Event, RegisterAttendee
 from schemas.registry import decode_message, event_id, wrap
 from schemas.topics import Topics, registration_key
 
@@ -70,18 +74,32 @@ class RegistrationDecider:
         fresh = await self._undecided(conn, commands, memory)
         book = RegistrationBook.recall(memory, (incoming.command for incoming in fresh))
         decided: list[Envelope] = []
+        mails: list[dict[str, Any]] = []
+        now = outbox.utcnow()
         for record, envelope, command in fresh:
             try:
-                events = decide(book.situation(command), command)
+                events = decide(book.situation(command, envelope.occurred_at), command)
             except (TypeError, ValueError) as exc:
                 dead_letters.append(DeadLetter(record, exc))
                 continue
             for index, event in enumerate(events):
                 book.apply(event)
+                mail_id = event_id(envelope.message_id, index)
+                mail = _mail(book, event)
+                if mail is not None:
+                    mails.append(
+                        {
+                            "mail_id": str(mail_id),
+                            "to_address": mail.to_address,
+                            "subject": mail.subject[:200],
+                            "body": mail.body,
+                            "created_at": now,
+                        }
+                    )
                 decided.append(
                     wrap(
                         event,
-                        message_id=event_id(envelope.message_id, index),
+                        message_id=mail_id,
                         occurred_at=envelope.occurred_at,
                         correlation_id=envelope.correlation_id,
                         causation_id=envelope.message_id,
@@ -98,7 +116,8 @@ class RegistrationDecider:
             )
 
         await book.save(conn)
-        now = outbox.utcnow()
+        if mails:
+            await conn.execute(insert(mail_outbox).prefix_with("IGNORE"), mails)
         if fresh:
             await conn.execute(
                 insert(t.decided_commands),
@@ -169,6 +188,18 @@ class RegistrationDecider:
             async with self._engine.begin() as conn:
                 await outbox.mark_published(conn, t.outbox, marking)
             self._unmarked.difference_update(marking)
+
+
+def _mail(book: RegistrationBook, event: Event) -> Mail | None:
+    """The mail an event sends, written from the state the event left."""
+    convention = book.conventions.get(event.convention_id)
+    if isinstance(event, WaitlistOfferMade):
+        return offer_mail(event, convention)
+    registration_id = getattr(event, "registration_id", None)
+    registration = (
+        book.registrations.get(registration_id) if isinstance(registration_id, uuid.UUID) else None
+    )
+    return mail_for(event, convention, registration)
 
 
 def _unseen_registration(command: Command, memory: PartitionMemory) -> bool:

@@ -514,7 +514,7 @@ NEW_CONVENTION: dict[str, Any] = {
     "name": "Staffed Con",
     "starts_on": "2027-09-01",
     "ends_on": "2027-09-02",
-    "badge_types": [{"code": "STD", "name": "Standard", "price_cents": 1000, "quota": 5}],
+    "badge_types": [{"code": "STD", "name": "Standard", "price_cents": 0, "quota": 5}],
 }
 
 

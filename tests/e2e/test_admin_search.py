@@ -101,8 +101,8 @@ async def seeded(stack: Stack) -> Seeded:
                 "starts_on": "2027-09-01",
                 "ends_on": "2027-09-03",
                 "badge_types": [
-                    {"code": "STD", "name": "Standard", "price_cents": 5000, "quota": 100},
-                    {"code": "VIP", "name": "Patron", "price_cents": 20000, "quota": VIP_QUOTA},
+                    {"code": "STD", "name": "Standard", "price_cents": 0, "quota": 100},
+                    {"code": "VIP", "name": "Patron", "price_cents": 0, "quota": VIP_QUOTA},
                 ],
             },
         )

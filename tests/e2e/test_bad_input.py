@@ -17,7 +17,7 @@ CONVENTION = {
     "name": "Bad Input Con",
     "starts_on": "2027-08-01",
     "ends_on": "2027-08-02",
-    "badge_types": [{"code": "STD", "name": "Standard", "price_cents": 100, "quota": 10}],
+    "badge_types": [{"code": "STD", "name": "Standard", "price_cents": 0, "quota": 10}],
 }
 
 

@@ -32,7 +32,7 @@ async def create_open_convention(stack: Stack, quota: int, code: str = "STD") ->
                 "starts_on": "2027-06-01",
                 "ends_on": "2027-06-03",
                 "badge_types": [
-                    {"code": code, "name": "Standard", "price_cents": 6000, "quota": quota}
+                    {"code": code, "name": "Standard", "price_cents": 0, "quota": quota}
                 ],
             },
         )

@@ -392,7 +392,7 @@ async def test_an_event_the_read_model_refuses_is_dead_lettered_alone(
         name="Fault Con",
         starts_on=date(2027, 5, 1),
         ends_on=date(2027, 5, 3),
-        badge_types=(BadgeTypeSpec(code="STD", name="Standard", price_cents=4500, quota=10),),
+        badge_types=(BadgeTypeSpec(code="STD", name="Standard", price_cents=0, quota=10),),
         request_hash="test",
     )
     too_long = "x" * 288 + "@example.org"

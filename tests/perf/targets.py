@@ -45,7 +45,7 @@ async def create_open_convention(admin: httpx.AsyncClient, name: str, quota: int
         "name": name,
         "starts_on": "2027-01-01",
         "ends_on": "2027-01-03",
-        "badge_types": [{"code": BADGE, "name": "Standard", "price_cents": 5000, "quota": quota}],
+        "badge_types": [{"code": BADGE, "name": "Standard", "price_cents": 0, "quota": quota}],
     }
     response = await admin.post(
         "/api/v1/admin/conventions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}

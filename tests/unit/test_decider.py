@@ -19,6 +19,7 @@ from consumers.registration.state import (
     RegistrationStatus,
     Situation,
 )
+from schemas.catalogue import OrderLine
 from schemas.registration import (
     AttendeeRegistered,
     BadgeTypeSpec,
@@ -33,6 +34,7 @@ from schemas.registration import (
     CreateConvention,
     Event,
     OpenConvention,
+    OrderTerms,
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
@@ -43,8 +45,8 @@ from schemas.registration import (
 
 CID = uuid.UUID("00000000-0000-0000-0000-0000000000c1")
 BADGES = (
-    BadgeTypeSpec(code="STD", name="Standard", price_cents=5000, quota=2),
-    BadgeTypeSpec(code="VIP", name="Sponsor", price_cents=20000, quota=1),
+    BadgeTypeSpec(code="STD", name="Standard", price_cents=0, quota=2),
+    BadgeTypeSpec(code="VIP", name="Sponsor", price_cents=0, quota=1),
 )
 CREATED = ConventionCreated(
     convention_id=CID,
@@ -73,6 +75,11 @@ def register(n: int, email: str, badge: str = "STD") -> RegisterAttendee:
 
 
 def registered(n: int, email: str, badge: str = "STD") -> AttendeeRegistered:
+    """A free seat, confirmed at once, with the order that records it."""
+    name = {"STD": "Standard", "VIP": "Sponsor"}[badge]
+    seat = OrderLine(
+        kind="badge", code=badge, name=name, quantity=1, unit_price_cents=0, total_cents=0
+    )
     return AttendeeRegistered(
         convention_id=CID,
         registration_id=rid(n),
@@ -80,6 +87,9 @@ def registered(n: int, email: str, badge: str = "STD") -> AttendeeRegistered:
         name=f"Attendee {n}",
         badge_type=badge,
         request_hash=f"h{n}",
+        order=OrderTerms(
+            order_id=rid(n), lines=(seat,), subtotal_cents=0, total_cents=0, currency="EUR"
+        ),
     )
 
 
@@ -269,7 +279,7 @@ def test_no_command_sequence_oversells_or_double_registers(
         ]
         for badge_type in convention.badge_types:
             confirmed = sum(1 for r in active if r.badge_type == badge_type.code)
-            assert confirmed == badge_type.confirmed
+            assert confirmed == badge_type.taken
             assert confirmed <= badge_type.quota
         emails = [r.email_key for r in active]
         assert len(emails) == len(set(emails))
@@ -397,7 +407,7 @@ def test_addresses_that_differ_by_an_accent_are_two_people() -> None:
     book = RegistrationBook()
     for event in [*history, registered(2, "jos\u00e9@x.org")]:
         book.apply(event)
-    assert book.conventions[CID].badge("STD").confirmed == 2  # type: ignore[union-attr]
+    assert book.conventions[CID].badge("STD").taken == 2  # type: ignore[union-attr]
 
 
 def test_a_transfer_moves_the_seat_to_the_new_holder_and_keeps_the_quota() -> None:
