@@ -242,6 +242,8 @@ class OrderExpired(Event):
     order_id: uuid.UUID
     lines: tuple[OrderLine, ...]
     expires_registration: bool
+    promo_code: str | None = None
+    """The promo code the order held: its use is given back."""
 
 
 class RefundReason(StrEnum):

@@ -240,6 +240,7 @@ def _expire_order(situation: Situation, command: ExpireOrder) -> list[Event]:
             order_id=command.order_id,
             lines=order.terms.lines,
             expires_registration=order.first,
+            promo_code=order.terms.promo_code,
         )
     ]
 

@@ -372,7 +372,7 @@ def evolve_convention(convention: Convention | None, event: Event) -> Convention
         case PromoCodeApplied():
             return _use_code(convention, event.order, +1)
         case OrderExpired():
-            return _take(convention, event.lines, -1)
+            return _give_code_back(_take(convention, event.lines, -1), event.promo_code)
         case RegistrationCancelled():
             return _take(_seat(convention, event.badge_type, -1), event.options_released, -1)
         case OptionRemoved():
@@ -488,6 +488,14 @@ def _use_code(convention: Convention, order: OrderTerms | None, delta: int) -> C
     return replace(convention, promos=promos)
 
 
+def _give_code_back(convention: Convention, code: str | None) -> Convention:
+    promo = None if code is None else convention.promo(code)
+    if promo is None:
+        return convention
+    promos = tuple(replace(p, uses=p.uses - 1) if p is promo else p for p in convention.promos)
+    return replace(convention, promos=promos)
+
+
 def _with_tiers(convention: Convention, code: str, specs: tuple[PriceTier, ...]) -> Convention:
     badge = convention.badge(code)
     if badge is None:
@@ -558,9 +566,7 @@ def evolve_registration(registration: Registration | None, event: Event) -> Regi
             return None
         case RegistrationCancelled():
             orders = tuple(
-                replace(o, status=OrderStatus.CANCELLED)
-                if o.status is OrderStatus.PENDING_PAYMENT
-                else o
+                replace(o, status=OrderStatus.CANCELLED) if o.holds_stock else o
                 for o in registration.orders
             )
             return replace(registration, status=RegistrationStatus.CANCELLED, orders=orders)
