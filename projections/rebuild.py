@@ -30,6 +30,7 @@ from infra.pipeline.exactly_once import Record
 from infra.settings import Settings
 from projections.accounts import tables as account_tables
 from projections.lodging import tables as lodging_tables
+from projections.orders import tables as order_tables
 from projections.progress import Progress
 from projections.reporting import tables as reporting_tables
 from projections.website import tables as website_tables
@@ -53,6 +54,8 @@ def projection_store(settings: Settings, name: str) -> tuple[MetaData, URL]:
         return lodging_tables.metadata, settings.db.read_url
     if name == "accounts":
         return account_tables.metadata, settings.db.read_url
+    if name == "orders":
+        return order_tables.metadata, settings.db.read_url
     raise ValueError(f"unknown projection {name!r}")
 
 

@@ -20,12 +20,13 @@ from typing import Any
 import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
-from sqlalchemy import String, bindparam, select, update
+from sqlalchemy import String, bindparam, func, literal_column, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers.dead_letters import split_dead_letter_headers
+from projections.orders.stock import parse_stock_key
 from projections.website import tables as t
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
@@ -37,6 +38,29 @@ from schemas.envelope import (
     header,
 )
 from schemas.identity import email_key
+from schemas.orders import (
+    BadgeQuotaSet,
+    CatalogueChangeRejected,
+    OptionDefined,
+    OptionRemoved,
+    OptionsOrdered,
+    OrderExpired,
+    OrderPaid,
+    OrderPolicySet,
+    OrderRejected,
+    PaymentDeclined,
+    PriceTiersDefined,
+    PromoCodeApplied,
+    PromoCodeCreated,
+    RefundCompleted,
+    RefundIssued,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOfferAccepted,
+    WaitlistOfferExpired,
+    WaitlistOfferMade,
+    WaitlistRejected,
+)
 from schemas.registration import (
     SET_ASIDE,
     AttendeeRegistered,
@@ -46,6 +70,7 @@ from schemas.registration import (
     ConventionCreated,
     ConventionOpened,
     Event,
+    OrderPlaced,
     RegisterAttendee,
     RegistrationCancelled,
     RegistrationRejected,
@@ -60,6 +85,8 @@ log = structlog.get_logger(__name__)
 
 ACCEPTED = "accepted"
 REJECTED = "rejected"
+PENDING_PAYMENT = "pending_payment"
+"""A registration placed with something to pay: its seat is held until paid or expired."""
 
 
 @dataclass
@@ -74,16 +101,20 @@ class Changes:
     """Their command ids: one the decider set aside already makes its registration `invalid`."""
     conventions: list[dict[str, Any]] = field(default_factory=list)
     badge_types: list[dict[str, Any]] = field(default_factory=list)
+    quotas: list[dict[str, Any]] = field(default_factory=list)
     statuses: list[dict[str, Any]] = field(default_factory=list)
     decided: list[dict[str, Any]] = field(default_factory=list)
     """Registrations decided: inserted, or their status, reason and time replaced."""
-    cancelled: list[dict[str, Any]] = field(default_factory=list)
+    registration_statuses: list[dict[str, Any]] = field(default_factory=list)
+    """Registrations paid, expired or cancelled since they were decided, in event order."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
     """Registrations handed to another account: the earlier holder recorded, then the
     registration's holder replaced."""
     sold: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
+    """Seats taken (held by an unpaid order, paid, or offered to the waitlist) or freed."""
     outcomes: list[dict[str, Any]] = field(default_factory=list)
-    """How commands were decided: a decision replaces an earlier `invalid` answer."""
+    """How commands were decided: the first event of a command answers it, and a decision
+    replaces an earlier `invalid` answer."""
     invalid: list[dict[str, Any]] = field(default_factory=list)
     """Commands the decider set aside: answered `invalid` unless decided."""
     applied: list[dict[str, Any]] = field(default_factory=list)
@@ -301,15 +332,64 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
             changes.decided.append(_registration_row(envelope, event, "confirmed", None))
             changes.sold[(cid, event.badge_type)] += 1
             outcome(ACCEPTED, str(event.registration_id))
+        case OrderPlaced():
+            changes.decided.append(_registration_row(envelope, event, PENDING_PAYMENT, None))
+            changes.sold[(cid, event.badge_type)] += 1
+            outcome(ACCEPTED, str(event.registration_id))
         case RegistrationRejected():
             changes.decided.append(
                 _registration_row(envelope, event, "rejected", event.reason.value)
             )
             outcome(REJECTED, str(event.registration_id), event.reason.value)
         case RegistrationCancelled():
-            changes.cancelled.append({"r_id": str(event.registration_id), "at": at})
+            changes.registration_statuses.append(
+                _registration_status(event.registration_id, "cancelled", at)
+            )
             changes.sold[(cid, event.badge_type)] -= 1
             outcome(ACCEPTED, str(event.registration_id))
+        case OrderPaid():
+            if event.confirms_registration:
+                changes.registration_statuses.append(
+                    _registration_status(event.registration_id, "confirmed", at)
+                )
+            outcome(ACCEPTED, str(event.registration_id))
+        case OrderExpired():
+            if event.expires_registration:
+                changes.registration_statuses.append(
+                    _registration_status(event.registration_id, "expired", at)
+                )
+            for line in event.lines:
+                if line.kind == "badge":
+                    changes.sold[(cid, line.code)] -= line.quantity
+            outcome(ACCEPTED, str(event.registration_id))
+        case WaitlistOfferMade():
+            _count_badges(changes, cid, event.stock, event.quantity)
+            outcome(ACCEPTED, str(event.entry_id))
+        case WaitlistOfferExpired() | WaitlistOfferAccepted() | WaitlistLeft():
+            _count_badges(changes, cid, event.stock, -event.released)
+            outcome(ACCEPTED, str(event.entry_id))
+        case WaitlistJoined():
+            outcome(ACCEPTED, str(event.entry_id))
+        case WaitlistRejected():
+            outcome(REJECTED, str(event.entry_id), event.reason.value)
+        case BadgeQuotaSet():
+            changes.quotas.append({"c_id": cid, "b_code": event.badge_type, "b_quota": event.quota})
+            outcome(ACCEPTED, cid)
+        case PriceTiersDefined() | OptionDefined() | PromoCodeCreated() | OrderPolicySet():
+            outcome(ACCEPTED, cid)
+        case CatalogueChangeRejected():
+            outcome(REJECTED, cid, event.reason.value)
+        case (
+            OptionsOrdered()
+            | OptionRemoved()
+            | PromoCodeApplied()
+            | PaymentDeclined()
+            | RefundIssued()
+            | RefundCompleted()
+        ):
+            outcome(ACCEPTED, str(event.registration_id))
+        case OrderRejected():
+            outcome(REJECTED, str(event.registration_id), event.reason.value)
         case RegistrationTransferred():
             changes.transfers.append(
                 {
@@ -329,6 +409,17 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
             log.warning("event_not_projected", type=envelope.type)
 
 
+def _registration_status(registration_id: uuid.UUID, status: str, at: datetime) -> dict[str, Any]:
+    return {"r_id": str(registration_id), "r_status": status, "at": at}
+
+
+def _count_badges(changes: Changes, convention_id: str, stock: str, seats: int) -> None:
+    """Seats a waitlist offer holds are taken like sold ones; option stock is not shown here."""
+    held = parse_stock_key(stock)
+    if held.kind == "badge":
+        changes.sold[(convention_id, held.code)] += seats
+
+
 def _email_key(email: str) -> str | None:
     """The identity key a guest registration is claimed by; None for an address that has
     none (a dead-lettered command's, shown pending until set aside)."""
@@ -340,7 +431,7 @@ def _email_key(email: str) -> str | None:
 
 def _registration_row(
     envelope: Envelope,
-    message: RegisterAttendee | AttendeeRegistered | RegistrationRejected,
+    message: RegisterAttendee | AttendeeRegistered | OrderPlaced | RegistrationRejected,
     status: str,
     reason: str | None,
 ) -> dict[str, Any]:
@@ -374,6 +465,14 @@ _SET_STATUS = (
     .where(t.conventions.c.convention_id == bindparam("c_id"))
     .values(status=bindparam("c_status"), updated_at=bindparam("at"))
 )
+_SET_QUOTA = (
+    update(t.badge_types)
+    .where(
+        t.badge_types.c.convention_id == bindparam("c_id"),
+        t.badge_types.c.code == bindparam("b_code"),
+    )
+    .values(quota=bindparam("b_quota"))
+)
 _INSERT_PENDING = insert(t.registrations).prefix_with("IGNORE")
 _SET_ASIDE_OUTCOMES = select(
     t.command_outcomes.c.subject_id, t.command_outcomes.c.recorded_at
@@ -387,10 +486,10 @@ _UPSERT_DECIDED = _decided.on_duplicate_key_update(
     reason=_decided.inserted.reason,
     updated_at=_decided.inserted.updated_at,
 )
-_CANCEL = (
+_SET_REGISTRATION_STATUS = (
     update(t.registrations)
     .where(t.registrations.c.registration_id == bindparam("r_id"))
-    .values(status="cancelled", updated_at=bindparam("at"))
+    .values(status=bindparam("r_status"), updated_at=bindparam("at"))
 )
 _RECORD_TRANSFER = (
     insert(t.registration_transfers)
@@ -436,12 +535,18 @@ _ADD_SOLD = (
     .values(sold=t.badge_types.c.sold + bindparam("delta"))
 )
 _outcome = insert(t.command_outcomes)
+# a literal: a bound parameter after VALUES stops the driver packing the rows
+_set_aside = t.command_outcomes.c.reason == literal_column(f"'{SET_ASIDE}'")
 _UPSERT_OUTCOMES = _outcome.on_duplicate_key_update(
-    outcome=_outcome.inserted.outcome,
-    reason=_outcome.inserted.reason,
-    subject_id=_outcome.inserted.subject_id,
-    recorded_at=_outcome.inserted.recorded_at,
+    [
+        (name, func.if_(_set_aside, _outcome.inserted[name], t.command_outcomes.c[name]))
+        for name in ("outcome", "subject_id", "recorded_at", "reason")
+    ]
 )
+"""A command's first event answers it; a later event of the same command (a refund or a
+waitlist offer after a cancellation) leaves that answer, but a decision replaces the
+`invalid` answer of a command set aside and replayed since. `reason` is assigned last: the
+assignments run in order and the others must still see the reason recorded before."""
 _INSERT_INVALID = insert(t.command_outcomes).prefix_with("IGNORE")
 _MARK_INVALID = (
     update(t.registrations)
@@ -468,6 +573,8 @@ async def write_changes(conn: AsyncConnection, c: Changes) -> None:
         await conn.execute(_INSERT_CONVENTIONS, c.conventions)
     if c.badge_types:
         await conn.execute(_INSERT_BADGE_TYPES, c.badge_types)
+    if c.quotas:
+        await conn.execute(_SET_QUOTA, c.quotas)
     if c.statuses:
         await conn.execute(_SET_STATUS, c.statuses)
     invalid = [{"r_id": row["subject_id"], "at": row["recorded_at"]} for row in c.invalid]
@@ -482,8 +589,8 @@ async def write_changes(conn: AsyncConnection, c: Changes) -> None:
     for transfer in c.transfers:
         await conn.execute(_RECORD_TRANSFER, transfer)
         await conn.execute(_TRANSFER, transfer)
-    if c.cancelled:
-        await conn.execute(_CANCEL, c.cancelled)
+    if c.registration_statuses:
+        await conn.execute(_SET_REGISTRATION_STATUS, c.registration_statuses)
     sold = _sold_deltas(c)
     if sold:
         await conn.execute(_ADD_SOLD, sold)
@@ -582,6 +689,10 @@ class ReadModelImage:
         for row in c.badge_types:
             code = (_collated(row["convention_id"]), _collated(row["code"]))
             self.badge_types.setdefault(code, dict(row))
+        for quota in c.quotas:
+            badge = self.badge_types.get((_collated(quota["c_id"]), _collated(quota["b_code"])))
+            if badge is not None:
+                badge["quota"] = quota["b_quota"]
         for status in c.statuses:
             self._update(self.conventions, status["c_id"], status=status["c_status"], at=status)
         invalid = [(row["subject_id"], row["recorded_at"]) for row in c.invalid]
@@ -602,14 +713,17 @@ class ReadModelImage:
                 )
         for transfer in c.transfers:
             self._transfer(transfer)
-        for cancel in c.cancelled:
-            self._update(self.registrations, cancel["r_id"], status="cancelled", at=cancel)
+        for change in c.registration_statuses:
+            self._update(self.registrations, change["r_id"], status=change["r_status"], at=change)
         for change in _sold_deltas(c):
             badge = self.badge_types.get((_collated(change["c_id"]), _collated(change["b_code"])))
             if badge is not None:
                 badge["sold"] += change["delta"]
         for row in c.outcomes:
-            self.command_outcomes[_collated(row["command_id"])] = dict(row)
+            key = _collated(row["command_id"])
+            known = self.command_outcomes.get(key)
+            if known is None or known["reason"] == SET_ASIDE:
+                self.command_outcomes[key] = dict(row)
         for row in c.invalid:
             self.command_outcomes.setdefault(_collated(row["command_id"]), dict(row))
         for registration_id, at in invalid:

@@ -21,6 +21,7 @@ from infra.migrate import database_urls, drop_databases, migrate
 from infra.settings import Settings
 from projections.accounts.tables import metadata as accounts_read_metadata
 from projections.lodging.tables import metadata as lodging_read_metadata
+from projections.orders.tables import metadata as orders_read_metadata
 from projections.reporting.tables import metadata as reporting_metadata
 from projections.website.tables import metadata as website_metadata
 from tests.conftest import Services, settings_without_env_file
@@ -29,7 +30,9 @@ pytestmark = pytest.mark.integration
 
 METADATA = {
     "write": merged_metadata(registration_metadata, lodging_metadata, account_metadata),
-    "read": merged_metadata(website_metadata, lodging_read_metadata, accounts_read_metadata),
+    "read": merged_metadata(
+        website_metadata, lodging_read_metadata, accounts_read_metadata, orders_read_metadata
+    ),
     "reporting": reporting_metadata,
 }
 

@@ -5,16 +5,70 @@ from __future__ import annotations
 
 import io
 import json
+import uuid
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
-from infra.bootstrap import build_decider, build_projector, group_name
+from infra.bootstrap import build_decider, build_projector, decider_group, group_name
 from infra.settings import Settings
 from projections.progress import Progress
 from projections.rebuild import rebuild_website
 from projections.website import tables as r
-from schemas.registration import CancelRegistration, RegisterAttendee
+from schemas.catalogue import (
+    OptionChoice,
+    OptionSpec,
+    OrderLine,
+    OrderPolicy,
+    PriceTier,
+    PromoCodeSpec,
+)
+from schemas.envelope import (
+    HEADER_CONSUMER_GROUP,
+    HEADER_ERROR,
+    HEADER_ERROR_CLASS,
+    HEADER_SOURCE_OFFSET,
+    HEADER_SOURCE_PARTITION,
+    HEADER_SOURCE_TOPIC,
+    Envelope,
+)
+from schemas.orders import (
+    AddOptions,
+    BadgeQuotaSet,
+    CatalogueChangeRejected,
+    OptionDefined,
+    OptionsOrdered,
+    OrderExpired,
+    OrderPaid,
+    OrderPolicySet,
+    OrderRejected,
+    PaymentDeclined,
+    PriceTiersDefined,
+    PromoCodeCreated,
+    RefundCompleted,
+    RefundIssued,
+    RefundReason,
+    WaitlistJoined,
+    WaitlistLeft,
+    WaitlistOfferAccepted,
+    WaitlistOfferExpired,
+    WaitlistOfferMade,
+    WaitlistRejected,
+)
+from schemas.registration import (
+    BadgeTypeSpec,
+    CancelRegistration,
+    ConventionCreated,
+    ConventionOpened,
+    Event,
+    OrderPlaced,
+    OrderTerms,
+    RegisterAttendee,
+    RegistrationCancelled,
+    RejectionReason,
+)
+from schemas.registry import wrap
 from schemas.topics import Topics
 from tests.conftest import StackFactory
 from tests.integration.test_pipeline import _snapshot
@@ -24,6 +78,7 @@ from tests.support import (
     engine_for,
     eventually,
     open_convention_with_quota,
+    produce,
     read_topic,
     registration,
     running,
@@ -33,6 +88,8 @@ from tests.support import (
 )
 
 pytestmark = pytest.mark.integration
+
+START = datetime(2027, 1, 10, 9, 0, 0, tzinfo=UTC)
 
 
 async def _positions(settings: Settings) -> dict[tuple[str, int], tuple[int, int]]:
@@ -134,3 +191,334 @@ async def test_a_rebuild_of_empty_topics_writes_no_rows(make_settings: StackFact
     report = await rebuild_website(settings)
     assert (report.records, report.events, report.rows) == (0, 0, 0)
     assert {offset for offset, _ in (await _positions(settings)).values()} == {0}
+
+
+class Stream:
+    """Hand-made events of one convention, a second apart; events decided from one command
+    share its id as their cause."""
+
+    def __init__(self, convention_id: uuid.UUID) -> None:
+        self.convention_id = convention_id
+        self.envelopes: list[Envelope] = []
+
+    def add(self, *events: Event, command_id: uuid.UUID | None = None) -> uuid.UUID:
+        cause = command_id or uuid.uuid4()
+        for event in events:
+            self.envelopes.append(
+                wrap(
+                    event,
+                    message_id=uuid.uuid4(),
+                    occurred_at=START + timedelta(seconds=len(self.envelopes)),
+                    correlation_id=uuid.uuid4(),
+                    causation_id=cause,
+                    key=str(self.convention_id),
+                    actor="test",
+                )
+            )
+        return cause
+
+
+def _seat(code: str = "FULL") -> OrderLine:
+    return OrderLine(
+        kind="badge", code=code, name=code, quantity=1, unit_price_cents=5000, total_cents=5000
+    )
+
+
+def _order(*lines: OrderLine) -> OrderTerms:
+    total = sum(line.total_cents for line in lines)
+    return OrderTerms(
+        order_id=uuid.uuid4(), lines=lines, subtotal_cents=total, total_cents=total, currency="EUR"
+    )
+
+
+def _placed(cid: uuid.UUID, rid: uuid.UUID, email: str, order: OrderTerms) -> OrderPlaced:
+    return OrderPlaced(
+        convention_id=cid,
+        registration_id=rid,
+        email=email,
+        name="Someone",
+        badge_type="FULL",
+        request_hash=f"h-{rid}",
+        order=order,
+        hold_until=START + timedelta(minutes=15),
+    )
+
+
+def _set_aside(settings: Settings, command: Envelope) -> tuple[str, bytes, list[tuple[str, bytes]]]:
+    """The dead letter the registration decider makes of a command it cannot process."""
+    topics = Topics(settings.topic_prefix)
+    return (
+        command.key,
+        command.encode(),
+        [
+            *command.headers(),
+            (HEADER_ERROR, b"cannot be processed"),
+            (HEADER_ERROR_CLASS, b"UndecodableMessage"),
+            (HEADER_SOURCE_TOPIC, topics.registration_commands.encode()),
+            (HEADER_SOURCE_PARTITION, b"0"),
+            (HEADER_SOURCE_OFFSET, b"0"),
+            (HEADER_CONSUMER_GROUP, decider_group(settings).encode()),
+        ],
+    )
+
+
+async def _outcomes(settings: Settings) -> dict[str, tuple[str, str | None, str]]:
+    o = r.command_outcomes.c
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        rows = await conn.execute(select(o.command_id, o.outcome, o.reason, o.subject_id))
+        return {row.command_id: (row.outcome, row.reason, row.subject_id) for row in rows}
+
+
+async def _badges(settings: Settings, cid: uuid.UUID) -> dict[str, tuple[int, int]]:
+    b = r.badge_types.c
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        rows = await conn.execute(
+            select(b.code, b.quota, b.sold).where(b.convention_id == str(cid))
+        )
+        return {row.code: (row.quota, row.sold) for row in rows}
+
+
+async def _registrations(settings: Settings, cid: uuid.UUID) -> dict[str, str]:
+    g = r.registrations.c
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        rows = await conn.execute(
+            select(g.registration_id, g.status).where(g.convention_id == str(cid))
+        )
+        return {row.registration_id: row.status for row in rows}
+
+
+async def test_orders_and_waitlists_show_alike_projected_and_rebuilt(
+    make_settings: StackFactory,
+) -> None:
+    """Both appliers of the website projector (the batches and the rebuild's image) agree on
+    the registration life with orders: held, paid, expired, cancelled, seats offered to the
+    waitlist, quotas changed, and every new command answered, once."""
+    settings = await make_settings()
+    topics = Topics(settings.topic_prefix)
+    cid = uuid.uuid4()
+    ada, bob, cy, dan = (uuid.uuid4() for _ in range(4))
+    entry, late_entry, day_entry, refused_entry = (uuid.uuid4() for _ in range(4))
+    ada_order = _order(_seat())
+
+    stream = Stream(cid)
+    stream.add(
+        ConventionCreated(
+            convention_id=cid,
+            name="Con",
+            starts_on=date(2027, 5, 1),
+            ends_on=date(2027, 5, 3),
+            badge_types=(
+                BadgeTypeSpec(code="FULL", name="Full", price_cents=5000, quota=3),
+                BadgeTypeSpec(code="DAY", name="Day", price_cents=2000, quota=2),
+            ),
+            request_hash="h",
+        )
+    )
+    stream.add(ConventionOpened(convention_id=cid))
+    catalogue = [
+        stream.add(BadgeQuotaSet(convention_id=cid, badge_type="FULL", quota=5)),
+        stream.add(
+            PriceTiersDefined(
+                convention_id=cid,
+                badge_type="FULL",
+                tiers=(PriceTier(name="Early", price_cents=4000),),
+            )
+        ),
+        stream.add(
+            OptionDefined(
+                convention_id=cid, option=OptionSpec(code="BANQUET", name="B", price_cents=3000)
+            )
+        ),
+        stream.add(
+            PromoCodeCreated(convention_id=cid, promo=PromoCodeSpec(code="SAVE", percent_off=5))
+        ),
+        stream.add(OrderPolicySet(convention_id=cid, policy=OrderPolicy(hold_minutes=30))),
+    ]
+    refused_quota = stream.add(
+        CatalogueChangeRejected(
+            convention_id=cid,
+            command="SetBadgeQuota",
+            subject="FULL",
+            reason=RejectionReason.QUOTA_BELOW_TAKEN,
+        )
+    )
+    stream.add(
+        WaitlistJoined(
+            convention_id=cid,
+            entry_id=entry,
+            kind="badge",
+            code="FULL",
+            variant=None,
+            quantity=1,
+            email="dan@example.org",
+            name="Dan",
+            account_id=None,
+            registration_id=None,
+            position=1,
+            seq=1,
+            stock="badge:FULL",
+        )
+    )
+    placed_ada = stream.add(_placed(cid, ada, "ada@example.org", ada_order))
+    paid_ada = stream.add(
+        OrderPaid(
+            convention_id=cid,
+            registration_id=ada,
+            order_id=ada_order.order_id,
+            payment_id="pay_1",
+            amount_cents=5000,
+            currency="EUR",
+            confirms_registration=True,
+        )
+    )
+    bob_order = _order(_seat())
+    stream.add(_placed(cid, bob, "bob@example.org", bob_order))
+    stream.add(
+        PaymentDeclined(
+            convention_id=cid, registration_id=bob, order_id=bob_order.order_id, payment_id="p2"
+        )
+    )
+    stream.add(
+        OrderExpired(
+            convention_id=cid,
+            registration_id=bob,
+            order_id=bob_order.order_id,
+            lines=bob_order.lines,
+            expires_registration=True,
+        )
+    )
+    stream.add(_placed(cid, cy, "cy@example.org", _order(_seat())))
+    cancelled_cy = stream.add(
+        RegistrationCancelled(convention_id=cid, registration_id=cy, badge_type="FULL"),
+        WaitlistOfferMade(
+            convention_id=cid,
+            entry_id=entry,
+            stock="badge:FULL",
+            quantity=1,
+            expires_at=START + timedelta(hours=1),
+        ),
+    )
+    accepted = stream.add(
+        WaitlistOfferAccepted(
+            convention_id=cid, entry_id=entry, registration_id=dan, stock="badge:FULL", released=1
+        ),
+        _placed(cid, dan, "dan@example.org", _order(_seat())),
+    )
+    stream.add(
+        WaitlistOfferMade(
+            convention_id=cid,
+            entry_id=day_entry,
+            stock="badge:DAY",
+            quantity=1,
+            expires_at=START + timedelta(hours=1),
+        )
+    )
+    stream.add(
+        WaitlistOfferExpired(convention_id=cid, entry_id=day_entry, stock="badge:DAY", released=1)
+    )
+    stream.add(WaitlistLeft(convention_id=cid, entry_id=late_entry, stock="badge:DAY", released=0))
+    refused_entry_command = stream.add(
+        WaitlistRejected(
+            convention_id=cid,
+            entry_id=refused_entry,
+            command="JoinWaitlist",
+            reason=RejectionReason.NOT_SOLD_OUT,
+        )
+    )
+    refused_order = stream.add(
+        OrderRejected(
+            convention_id=cid,
+            registration_id=ada,
+            order_id=None,
+            command="AddOptions",
+            reason=RejectionReason.UNKNOWN_OPTION,
+            subject="NOPE",
+        )
+    )
+    refund = uuid.uuid4()
+    stream.add(
+        RefundIssued(
+            convention_id=cid,
+            registration_id=ada,
+            order_id=ada_order.order_id,
+            refund_id=refund,
+            payment_id="pay_1",
+            amount_cents=100,
+            currency="EUR",
+            reason=RefundReason.DUPLICATE_PAYMENT,
+        )
+    )
+    stream.add(RefundCompleted(convention_id=cid, registration_id=ada, refund_id=refund))
+
+    options_order = _order(
+        OrderLine(
+            kind="option", code="BANQUET", name="B", quantity=1, unit_price_cents=0, total_cents=0
+        )
+    )
+    add_options = command_envelope(
+        AddOptions(
+            convention_id=cid,
+            registration_id=ada,
+            order_id=options_order.order_id,
+            options=(OptionChoice(code="BANQUET"),),
+            request_hash="h-options",
+        )
+    )
+    decided_later = Stream(cid)
+    decided_later.add(
+        OptionsOrdered(
+            convention_id=cid,
+            registration_id=ada,
+            order=options_order,
+            request_hash="h-options",
+            hold_until=None,
+        ),
+        command_id=add_options.message_id,
+    )
+
+    await produce(
+        settings,
+        topics.registration_events,
+        [(e.key, e.encode(), e.headers()) for e in stream.envelopes],
+    )
+    await produce(settings, topics.dead_letter, [_set_aside(settings, add_options)])
+    set_aside_id = str(add_options.message_id)
+    async with running(build_projector(settings, "website")):
+        await eventually(
+            lambda: _outcomes(settings),
+            lambda found: (
+                found.get(set_aside_id, ("",))[0] == "rejected" and str(accepted) in found
+            ),
+            what="the events projected and the command set aside answered invalid",
+        )
+        await produce(
+            settings,
+            topics.registration_events,
+            [(e.key, e.encode(), e.headers()) for e in decided_later.envelopes],
+        )
+        outcomes = await eventually(
+            lambda: _outcomes(settings),
+            lambda found: found[set_aside_id][0] == "accepted",
+            what="the command set aside, replayed and decided",
+        )
+
+    assert await _registrations(settings, cid) == {
+        str(ada): "confirmed",
+        str(bob): "expired",
+        str(cy): "cancelled",
+        str(dan): "pending_payment",
+    }
+    assert await _badges(settings, cid) == {"FULL": (5, 2), "DAY": (2, 0)}
+    assert outcomes[set_aside_id] == ("accepted", None, str(ada))
+    assert outcomes[str(cancelled_cy)] == ("accepted", None, str(cy))
+    assert outcomes[str(accepted)] == ("accepted", None, str(entry))
+    assert outcomes[str(placed_ada)] == outcomes[str(paid_ada)] == ("accepted", None, str(ada))
+    assert {outcomes[str(c)] for c in catalogue} == {("accepted", None, str(cid))}
+    assert outcomes[str(refused_quota)] == ("rejected", "quota_below_taken", str(cid))
+    assert outcomes[str(refused_entry_command)] == ("rejected", "not_sold_out", str(refused_entry))
+    assert outcomes[str(refused_order)] == ("rejected", "unknown_option", str(ada))
+
+    before = await _snapshot(settings)
+    report = await rebuild_website(settings)
+    assert report.set_aside == 0
+    assert await _snapshot(settings) == before
