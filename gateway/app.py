@@ -9,11 +9,14 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.accounts import AccountController, AdminAccountController
+from gateway.catalogue import CatalogueController
 from gateway.conventions import AdminConventionController, ConventionController
 from gateway.deps import Gateway
 from gateway.health import health, ready
 from gateway.lodging import AdminLodgingController, LodgingController
 from gateway.middleware import correlation_middleware, shed_load_middleware
+from gateway.orders import AdminOrderController, OrderController, WaitlistController
+from gateway.payments import PaymentController, PaymentDesk
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
 from gateway.transfers import TransferController
@@ -26,12 +29,17 @@ def create_app(
     max_in_flight: int = 4096,
     shed_latency_seconds: float = 0.2,
     shed_floor: int = 200,
+    payments: PaymentDesk | None = None,
 ) -> Litestar:
     async def start() -> None:
         await gateway.publisher.start()
         await gateway.waiter.start()
+        if payments is not None:
+            await payments.start()
 
     async def stop() -> None:
+        if payments is not None:
+            await payments.close()
         if gateway.accounts is not None:
             await gateway.accounts.close()
         await gateway.waiter.stop()
@@ -44,15 +52,23 @@ def create_app(
             ConventionController,
             AdminConventionController,
             RegistrationController,
+            CatalogueController,
+            OrderController,
+            WaitlistController,
+            AdminOrderController,
             LodgingController,
             AdminLodgingController,
             AccountController,
             AdminAccountController,
             TransferController,
+            PaymentController,
             health,
             ready,
         ],
-        dependencies={"gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False)},
+        dependencies={
+            "gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False),
+            "payments": Provide(lambda: payments, use_cache=True, sync_to_thread=False),
+        },
         exception_handlers=EXCEPTION_HANDLERS,
         on_startup=[start],
         on_shutdown=[stop],

@@ -14,6 +14,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_202_ACCEPT
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, key_reused, request_hash
 from gateway.problems import Problem
 from gateway.views import Accepted, ConventionPage, ConventionView, NewConvention
+from schemas.catalogue import OrderPolicy
 from schemas.registration import (
     SET_ASIDE,
     BadgeTypeSpec,
@@ -69,7 +70,11 @@ class ConventionController(Controller):
     @get(
         "/{convention_id:uuid}",
         operation_id="getConvention",
-        summary="A convention with its badge types: quota, sold, remaining",
+        summary="A convention with what it sells: badge types at the price in force, options",
+        description="Each badge type shows its quota, sold and remaining, the price in force "
+        "now (the first of its price tiers still open, else its own price) with that tier and "
+        "the seats left at it, and every tier; each option its price, quota, units sold and "
+        "left, and its variants. Money is in minor units of `currency`.",
     )
     async def get_convention(self, gateway: Gateway, convention_id: uuid.UUID) -> ConventionView:
         view = await gateway.reads.convention(convention_id)
@@ -113,7 +118,7 @@ class AdminConventionController(Controller):
         idempotency_key: IdempotencyKey = None,
     ) -> Response[Any]:
         convention_id = command_id_for("convention", idempotency_key)
-        fingerprint = request_hash(data.model_dump(mode="json"))
+        fingerprint = request_hash(data.fingerprint_body())
         if idempotency_key is not None:
             existing = await gateway.reads.convention_hash(convention_id)
             if existing is not None:
@@ -128,6 +133,7 @@ class AdminConventionController(Controller):
             badge_types=tuple(BadgeTypeSpec(**b.model_dump()) for b in data.badge_types),
             request_hash=fingerprint,
             allow_guests=data.allow_guests,
+            policy=data.policy or OrderPolicy(),
         )
         outcome = await gateway.decide(request, command, convention_id, ADMIN)
         if outcome is None:

@@ -17,7 +17,7 @@ from gateway.reads import ReadModels, RegistrationFilter
 from gateway.views import RegistrationView
 from schemas.identity import InvalidEmail, InvalidText, check_text, email_key
 
-STATUSES = ("pending", "confirmed", "rejected", "cancelled")
+STATUSES = ("pending", "pending_payment", "confirmed", "rejected", "cancelled", "expired")
 BADGE_CODE = r"^[A-Za-z0-9_.-]+$"
 
 EmailFilter = Annotated[

@@ -6,15 +6,23 @@ import base64
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import and_, or_, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from gateway.problems import Problem
-from gateway.views import BadgeTypeView, ConventionView, RegistrationView
+from gateway.views import (
+    BadgeTypeView,
+    ConventionView,
+    OptionView,
+    RegistrationView,
+    TierView,
+    VariantView,
+)
+from projections.orders import tables as o
 from projections.website import tables as t
 from schemas.registration import SET_ASIDE, RejectionReason
 
@@ -101,6 +109,7 @@ class ReadModels:
             if not rows:
                 return []
             ids = [row.convention_id for row in rows]
+            catalogue = await _catalogue(conn, ids)
             badges: dict[str, list[BadgeTypeView]] = {}
             for b in await conn.execute(
                 select(t.badge_types)
@@ -108,14 +117,7 @@ class ReadModels:
                 .order_by(t.badge_types.c.convention_id, t.badge_types.c.position)
             ):
                 badges.setdefault(b.convention_id, []).append(
-                    BadgeTypeView(
-                        code=b.code,
-                        name=b.name,
-                        price_cents=b.price_cents,
-                        quota=b.quota,
-                        sold=b.sold,
-                        remaining=max(b.quota - b.sold, 0),
-                    )
+                    _badge_type_view(b, catalogue.tiers.get((b.convention_id, b.code), []))
                 )
         return [
             ConventionView(
@@ -128,6 +130,8 @@ class ReadModels:
                 created_at=_utc(row.created_at),
                 updated_at=_utc(row.updated_at),
                 allow_guests=bool(row.allow_guests),
+                currency=catalogue.currencies.get(row.convention_id, DEFAULT_CURRENCY),
+                options=catalogue.options.get(row.convention_id, []),
             )
             for row in rows
         ]
@@ -304,6 +308,123 @@ class Outcome:
         """Whether the registration shows this command's decision (a refusal of a reused
         idempotency key leaves the registration as the first request made it)."""
         return self.reason not in (RejectionReason.IDEMPOTENCY_KEY_REUSED, SET_ASIDE)
+
+
+DEFAULT_CURRENCY = "EUR"
+"""The currency of a convention whose order policy is not projected (yet): the contract's
+default policy."""
+
+
+@dataclass
+class _Catalogue:
+    """What conventions sell beyond their badge types' seats, as the orders projector shows it."""
+
+    currencies: dict[str, str] = field(default_factory=dict)
+    tiers: dict[tuple[str, str], list[TierView]] = field(default_factory=dict)
+    options: dict[str, list[OptionView]] = field(default_factory=dict)
+
+
+async def _catalogue(conn: AsyncConnection, convention_ids: list[str]) -> _Catalogue:
+    found = _Catalogue()
+    policy = o.order_policies.c
+    for row in await conn.execute(
+        select(policy.convention_id, policy.currency).where(
+            policy.convention_id.in_(convention_ids)
+        )
+    ):
+        found.currencies[row.convention_id] = row.currency
+    tier = o.price_tiers.c
+    for row in await conn.execute(
+        select(o.price_tiers)
+        .where(tier.convention_id.in_(convention_ids))
+        .order_by(tier.convention_id, tier.badge_type, tier.position)
+    ):
+        found.tiers.setdefault((row.convention_id, row.badge_type), []).append(
+            TierView(
+                name=row.name,
+                price_cents=row.price_cents,
+                until=None if row.until is None else _utc(row.until),
+                size=row.size,
+                sold=row.sold,
+                remaining=None if row.size is None else max(row.size - row.sold, 0),
+            )
+        )
+    variant = o.option_variants.c
+    variants: dict[tuple[str, str], list[Any]] = {}
+    for row in await conn.execute(
+        select(o.option_variants)
+        .where(variant.convention_id.in_(convention_ids))
+        .order_by(variant.convention_id, variant.option_code, variant.position)
+    ):
+        variants.setdefault((row.convention_id, row.option_code), []).append(row)
+    option = o.options.c
+    for row in await conn.execute(
+        select(o.options)
+        .where(option.convention_id.in_(convention_ids))
+        .order_by(option.convention_id, option.position)
+    ):
+        found.options.setdefault(row.convention_id, []).append(
+            _option_view(row, variants.get((row.convention_id, row.code), []))
+        )
+    return found
+
+
+def _left(quota: int | None, taken: int) -> int | None:
+    return None if quota is None else max(quota - taken, 0)
+
+
+def _option_view(row: Any, variants: list[Any]) -> OptionView:
+    remaining = _left(row.quota, row.taken)
+    return OptionView(
+        code=row.code,
+        name=row.name,
+        price_cents=row.price_cents,
+        quota=row.quota,
+        sold=row.taken,
+        remaining=remaining,
+        max_per_registration=row.max_per_registration,
+        badge_types=json.loads(row.badge_types),
+        variants=[
+            VariantView(
+                code=v.code,
+                name=v.name,
+                quota=v.quota,
+                taken=v.taken,
+                remaining=_least(_left(v.quota, v.taken), remaining),
+            )
+            for v in variants
+        ],
+    )
+
+
+def _least(*bounds: int | None) -> int | None:
+    known = [bound for bound in bounds if bound is not None]
+    return min(known) if known else None
+
+
+def _badge_type_view(row: Any, tiers: list[TierView]) -> BadgeTypeView:
+    """A badge type at the price in force now (see `schemas.catalogue.PriceTier`)."""
+    now = datetime.now(UTC)
+    current = next(
+        (
+            tier
+            for tier in tiers
+            if (tier.until is None or tier.until > now)
+            and (tier.size is None or tier.sold < tier.size)
+        ),
+        None,
+    )
+    return BadgeTypeView(
+        code=row.code,
+        name=row.name,
+        price_cents=row.price_cents if current is None else current.price_cents,
+        quota=row.quota,
+        sold=row.sold,
+        remaining=max(row.quota - row.sold, 0),
+        tier=None if current is None else current.name,
+        remaining_at_price=None if current is None else current.remaining,
+        tiers=tiers,
+    )
 
 
 def _registration_view(row: Any) -> RegistrationView:

@@ -31,6 +31,8 @@ from gateway.export import (
     registration_filter,
     registrations_csv,
 )
+from gateway.order_reads import OrderReads, registration_location, until_shown
+from gateway.order_views import RegistrationDetail
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome
 from gateway.views import Accepted, NewRegistration, RegistrationPage, RegistrationView
@@ -38,19 +40,19 @@ from schemas.identity import email_key
 from schemas.registration import SET_ASIDE, CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
+PENDING_PAYMENT = "pending_payment"
+DECIDED_FOR = ("confirmed", PENDING_PAYMENT)
+"""A registration decided in the attendee's favour: its seat is theirs (held until paid)."""
+CANCELLABLE = DECIDED_FOR
 
 
-def _owner(who: Principal, email: str) -> uuid.UUID | None:
+def owner_of(who: Principal, email: str) -> uuid.UUID | None:
     """A registration made logged in for the account's own e-mail is the account's; one
     made for another e-mail (a friend, someone at the door) is a guest registration of that
     e-mail, which its own account claims once verified."""
     if who.account is None or who.account.email_key != email_key(email):
         return None
     return who.account.account_id
-
-
-def registration_location(registration_id: uuid.UUID) -> str:
-    return f"/api/v1/registrations/{registration_id}"
 
 
 class RegistrationController(Controller):
@@ -61,8 +63,10 @@ class RegistrationController(Controller):
         operation_id="registerAttendee",
         status_code=HTTP_201_CREATED,
         summary="Register for a convention",
-        description="Waits a few seconds for the decision: 201 confirmed, 409 rejected with "
-        "its reason, 202 still pending. `Prefer: respond-async` answers 202 at once.",
+        description="Waits a few seconds for the decision: 201 confirmed, or 201 "
+        "`pending_payment` with the order to pay (its total, `hold_until`, and the `pay` "
+        "link) when there is something to pay; 409 rejected with its reason, 202 still "
+        "pending. `Prefer: respond-async` answers 202 at once.",
     )
     async def register(
         self,
@@ -86,7 +90,7 @@ class RegistrationController(Controller):
                 headers={"WWW-Authenticate": "Bearer"},
             )
         registration_id = command_id_for(f"registration:{convention_id}", idempotency_key)
-        fingerprint = request_hash(data.model_dump(mode="json") | {"email": email_key(data.email)})
+        fingerprint = request_hash(data.fingerprint_body() | {"email": email_key(data.email)})
         command_id = registration_id
         if idempotency_key is not None:
             command_id = request_command_id(registration_id, fingerprint)
@@ -95,7 +99,7 @@ class RegistrationController(Controller):
                 # is answered at once is checked against what the read model already holds.
                 known = await gateway.reads.registration(registration_id)
                 if known is not None and (known[1] != fingerprint or known[0].status != "pending"):
-                    return _answer(request, known, fingerprint)
+                    return await _answer_with_order(request, gateway, known, fingerprint)
         command = RegisterAttendee(
             convention_id=convention_id,
             registration_id=registration_id,
@@ -103,14 +107,19 @@ class RegistrationController(Controller):
             name=data.name,
             badge_type=data.badge_type,
             request_hash=fingerprint,
-            account_id=_owner(who, data.email),
+            account_id=owner_of(who, data.email),
+            options=tuple(data.options),
+            promo_code=data.promo_code,
         )
         outcome = await gateway.decide(request, command, command_id, ATTENDEE, streamed=True)
         if outcome is None:
             return _pending(registration_id, command_id)
-        if outcome.registration is None or not outcome.answers_registration:
+        decided = outcome.registration
+        if decided is None and outcome.accepted:
+            decided = await gateway.reads.registration(registration_id)
+        if decided is None or not outcome.answers_registration:
             return _refused(request, registration_id, command_id, outcome)
-        return _answer(request, outcome.registration, fingerprint)
+        return await _answer_with_order(request, gateway, decided, fingerprint)
 
     @get(
         "/api/v1/registrations/{registration_id:uuid}",
@@ -135,13 +144,15 @@ class RegistrationController(Controller):
         known = await gateway.reads.registration(registration_id)
         if known is None or not await may_see(request, gateway, known[0]):
             raise _unknown(registration_id)
-        return Response(known[0])
+        return Response(await _detail(gateway, known[0]))
 
     @delete(
         "/api/v1/registrations/{registration_id:uuid}",
         operation_id="cancelRegistration",
         status_code=HTTP_200_OK,
-        summary="Cancel a confirmed registration, freeing its seat",
+        summary="Cancel a registration, freeing its seat and options",
+        description="A confirmed one, or one waiting for its payment. What was paid is "
+        "refunded by the convention's refund rule.",
     )
     async def cancel(
         self,
@@ -164,7 +175,7 @@ class RegistrationController(Controller):
                 "Try again once the registration is decided.",
                 registration_id=str(registration_id),
             )
-        if view.status != "confirmed":
+        if view.status not in CANCELLABLE:
             raise _not_cancellable(view)
         command_id = command_id_for(f"cancel:{registration_id}", idempotency_key)
         command = CancelRegistration(
@@ -270,8 +281,46 @@ def _answer(
             reason=view.reason,
             registration_id=str(view.registration_id),
         )
-    status = HTTP_201_CREATED if view.status == "confirmed" else HTTP_200_OK
+    status = HTTP_201_CREATED if view.status in DECIDED_FOR else HTTP_200_OK
     return Response(view, status_code=status, headers=location)
+
+
+async def _detail(gateway: Gateway, view: RegistrationView) -> RegistrationDetail:
+    """The registration with its orders. The orders projector may be a moment behind the
+    registration: one waiting for its payment is shown once its order is (within a bound),
+    so nobody is shown something to pay without the order to pay."""
+    orders = OrderReads(gateway.read_engine)
+    if view.status != PENDING_PAYMENT:
+        return await orders.detail(view)
+    return await until_shown(
+        lambda: orders.detail(view),
+        lambda shown: any(order.status == PENDING_PAYMENT for order in shown.orders),
+    )
+
+
+async def _answer_with_order(
+    request: Request[Any, Any, Any],
+    gateway: Gateway,
+    known: tuple[RegistrationView, str],
+    fingerprint: str,
+) -> Response[Any]:
+    """The decision, and for a registration waiting for its payment the order to pay (its
+    total, how long it holds, where to pay): shown by the orders projector, which may be a
+    moment behind the registration."""
+    view, stored_fingerprint = known
+    if view.status != PENDING_PAYMENT or stored_fingerprint != fingerprint:
+        return _answer(request, known, fingerprint)
+    if isinstance(view, RegistrationDetail) and view.orders:
+        return Response(
+            view,
+            status_code=HTTP_201_CREATED,
+            headers={"Location": registration_location(view.registration_id)},
+        )
+    return Response(
+        await _detail(gateway, view),
+        status_code=HTTP_201_CREATED,
+        headers={"Location": registration_location(view.registration_id)},
+    )
 
 
 def _pending(registration_id: uuid.UUID, command_id: uuid.UUID | None = None) -> Response[Any]:
@@ -340,7 +389,16 @@ def _not_cancellable(view: RegistrationView) -> Problem:
 _REASONS = {
     "not_open": "The convention is not open for registration.",
     "unknown_badge_type": "The convention has no such badge type.",
-    "sold_out": "This badge type is sold out.",
+    "sold_out": "The badge type, or an option asked for, is sold out.",
     "already_registered": "This e-mail already holds a registration for this convention.",
+    "unknown_option": "The convention sells no such option.",
+    "unknown_variant": "The option has no such variant, or needs one to be chosen.",
+    "option_not_for_badge": "An option asked for cannot be bought with this badge type.",
+    "limit_reached": "More of an option than one registration may hold.",
+    "unknown_code": "There is no such promo code.",
+    "code_not_yet_valid": "The promo code is not valid yet.",
+    "code_expired": "The promo code has expired.",
+    "code_used_up": "The promo code has been used as often as it may be.",
+    "code_not_applicable": "The promo code does not apply to anything in this order.",
     SET_ASIDE: "The request could not be processed and was set aside for the operators.",
 }

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from schemas.catalogue import Code, OptionChoice, OrderPolicy
 from schemas.identity import check_text, email_identity
 from schemas.registration import BadgeCode, BadgeTypeSpec
 
@@ -37,6 +38,11 @@ class NewConvention(Body):
         description="Whether people without an account may register; staff of the "
         "convention and admins may always register someone at the door.",
     )
+    policy: OrderPolicy | None = Field(
+        default=None,
+        description="How it sells: currency, how long an unpaid order and a waitlist offer "
+        "hold, the share of the price a cancellation refunds. Defaults when left out.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> NewConvention:
@@ -47,24 +53,83 @@ class NewConvention(Body):
             raise ValueError("badge type codes must be unique, whatever their case")
         return self
 
+    def fingerprint_body(self) -> dict[str, Any]:
+        """The body as its request fingerprint reads it: one sent without a policy hashes as
+        it did before conventions had one."""
+        return self.model_dump(mode="json", exclude={"policy"} if self.policy is None else None)
+
 
 class NewRegistration(Body):
     email: Email
     name: Text
     badge_type: BadgeCode
+    options: list[OptionChoice] = Field(
+        default_factory=list,
+        max_length=50,
+        description="Add-on options bought with the badge: code, variant when the option "
+        "has variants, quantity.",
+    )
+    promo_code: Code | None = None
+
+    def fingerprint_body(self) -> dict[str, Any]:
+        """The body as its request fingerprint reads it: defaults left out, so a registration
+        without options hashes as it did before there were any, and an option sent with its
+        default quantity hashes like one sent without."""
+        return self.model_dump(mode="json", exclude_defaults=True)
 
 
 class NewBadgeType(BadgeTypeSpec):
     name: Text
 
 
+class TierView(BaseModel):
+    name: str
+    price_cents: int
+    until: datetime | None
+    size: int | None
+    sold: int
+    remaining: int | None
+    """Seats left at this tier's price; None for a tier bounded by time only."""
+
+
 class BadgeTypeView(BaseModel):
     code: str
     name: str
-    price_cents: int
+    price_cents: int = Field(
+        description="The price in force now: the first tier still open, else the badge "
+        "type's own price."
+    )
     quota: int
     sold: int
     remaining: int
+    tier: str | None = Field(default=None, description="The tier whose price is in force.")
+    remaining_at_price: int | None = Field(
+        default=None, description="Seats left at this price, when its tier has a size."
+    )
+    tiers: list[TierView] = []
+
+
+class VariantView(BaseModel):
+    code: str
+    name: str
+    quota: int | None
+    taken: int
+    remaining: int | None
+    """Units left of this variant, within the option's own quota; None for no limit."""
+
+
+class OptionView(BaseModel):
+    code: str
+    name: str
+    price_cents: int
+    quota: int | None
+    sold: int
+    remaining: int | None
+    max_per_registration: int
+    badge_types: list[str] = Field(
+        description="The badge types it can be bought with; empty for every one."
+    )
+    variants: list[VariantView]
 
 
 class ConventionView(BaseModel):
@@ -77,6 +142,8 @@ class ConventionView(BaseModel):
     created_at: datetime
     updated_at: datetime
     allow_guests: bool = True
+    currency: str = "EUR"
+    options: list[OptionView] = []
 
 
 class ConventionPage(BaseModel):

@@ -28,6 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
+from gateway.order_reads import placed_detail
 from gateway.reads import Outcome, ReadModels
 from gateway.views import RegistrationView
 from schemas.envelope import (
@@ -40,6 +41,7 @@ from schemas.envelope import (
 from schemas.registration import (
     SET_ASIDE,
     AttendeeRegistered,
+    OrderPlaced,
     RegistrationRejected,
     RegistrationRequestRefused,
 )
@@ -335,7 +337,7 @@ def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
     at = envelope.occurred_at.astimezone(UTC)
 
     def view(status: str, reason: str | None) -> RegistrationView:
-        assert isinstance(event, AttendeeRegistered | RegistrationRejected)
+        assert isinstance(event, AttendeeRegistered | OrderPlaced | RegistrationRejected)
         return RegistrationView(
             registration_id=event.registration_id,
             convention_id=event.convention_id,
@@ -352,6 +354,9 @@ def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
     match event:
         case AttendeeRegistered():
             return Outcome(ACCEPTED, None, (view("confirmed", None), event.request_hash))
+        case OrderPlaced():
+            held = placed_detail(event, view("pending_payment", None))
+            return Outcome(ACCEPTED, None, (held, event.request_hash))
         case RegistrationRejected():
             reason = event.reason.value
             return Outcome(REJECTED, reason, (view("rejected", reason), event.request_hash))

@@ -26,6 +26,8 @@ from consumers.lodging.circuit import CircuitBreaker
 from consumers.lodging.handler import LodgingDecider
 from consumers.lodging.manager import LodgingManager
 from consumers.lodging.partner import PartnerClient
+from consumers.orders.clock import OrderClock
+from consumers.payments.provider import HttpPaymentProvider
 from consumers.registration import tables as write_tables
 from consumers.registration.handler import RegistrationDecider
 from gateway.account_desk import AccountDesk
@@ -33,6 +35,7 @@ from gateway.account_reads import AccountReads
 from gateway.app import create_app
 from gateway.credentials import Credentials
 from gateway.deps import Gateway
+from gateway.payments import PaymentDesk
 from gateway.reads import ReadModels
 from gateway.sessions import LoginLimiter, SessionStore, make_redis
 from gateway.waiting import DecisionStream, DecisionWaiter
@@ -50,6 +53,8 @@ from projections.accounts import tables as account_read
 from projections.accounts.projector import AccountsProjector
 from projections.lodging import tables as lodging_read
 from projections.lodging.projector import LodgingProjector
+from projections.orders import tables as orders_read
+from projections.orders.projector import OrdersProjector
 from projections.reporting import tables as reporting_tables
 from projections.reporting.archive import EventArchiver
 from projections.website import tables as read_tables
@@ -57,13 +62,13 @@ from projections.website.projector import WebsiteProjector
 from schemas.topics import Topics
 
 DECIDERS = ("registration", "lodging", "accounts")
-PROJECTORS = ("website", "reporting", "lodging", "accounts")
+PROJECTORS = ("website", "reporting", "lodging", "accounts", "orders")
 BRIDGE = "bridge.partner"
 LODGING_FETCH_WAIT_MS = 100
-"""Lodging's and accounts' consumers wait longer for records than the registration path's
-20 ms: the embedded broker answers a fetch only when the wait is over, so an idle consumer
-costs it a fetch per wait, and neither a room request (which waits on the partner anyway)
-nor a sign-up loses much."""
+"""Lodging's, accounts' and orders' consumers wait longer for records than the registration
+path's 20 ms: the embedded broker answers a fetch only when the wait is over, so an idle
+consumer costs it a fetch per wait, and neither a room request (which waits on the partner
+anyway), a sign-up nor an order page loses much."""
 
 
 def topics_of(settings: Settings) -> Topics:
@@ -146,6 +151,12 @@ def watched_groups(settings: Settings, read_engine: AsyncEngine) -> list[Watched
             read_engine,
             read_tables.consumer_positions,
         ),
+        WatchedGroup(
+            group_name(settings, "projector.orders"),
+            (topics.registration_events,),
+            read_engine,
+            read_tables.consumer_positions,
+        ),
     ]
 
 
@@ -209,7 +220,32 @@ def build_gateway_app(settings: Settings) -> Litestar:
         max_in_flight=settings.max_in_flight,
         shed_latency_seconds=settings.shed_latency_ms / 1000,
         shed_floor=settings.shed_floor,
+        payments=PaymentDesk(
+            payment_provider(settings), settings.payment_webhook_secret, settings.public_url
+        ),
     )
+
+
+def payment_provider(settings: Settings) -> HttpPaymentProvider:
+    return HttpPaymentProvider(
+        settings.payment_provider_base_url, settings.payment_call_timeout_seconds
+    )
+
+
+@contextlib.asynccontextmanager
+async def clock_role(settings: Settings) -> AsyncIterator[OrderClock]:
+    """The order clock: reads the decider's tables, sends expiries, asks for refunds."""
+    engine = make_engine(settings.db.write_url, pool_size=2)
+    producer = make_producer(settings.kafka_bootstrap_servers)
+    provider = payment_provider(settings)
+    await producer.start()
+    await provider.start()
+    try:
+        yield OrderClock(engine, producer, topics_of(settings), provider)
+    finally:
+        await provider.close()
+        await producer.stop()
+        await engine.dispose()
 
 
 class Companion(Protocol):
@@ -532,6 +568,17 @@ def build_projector(
             ],
             command_topic=topics.account_commands,
         ).when_idle
+    elif name == "orders":
+        engine = make_engine(settings.db.read_url, pool_size=2)
+        handler = OrdersProjector()
+        positions = read_tables.consumer_positions
+        sources = (topics.registration_events,)
+        on_idle = _dedup_retention(
+            settings,
+            engine,
+            [Purge(orders_read.applied_events, orders_read.applied_events.c.applied_at)],
+            command_topic=topics.registration_commands,
+        ).when_idle
     elif name == "reporting":
         engine = make_engine(settings.db.reporting_url, pool_size=4)
         handler = EventArchiver()
@@ -549,7 +596,7 @@ def build_projector(
             max_records=max_records,
             **(
                 {"fetch_max_wait_ms": LODGING_FETCH_WAIT_MS}
-                if name in ("lodging", "accounts")
+                if name in ("lodging", "accounts", "orders")
                 else {}
             ),
         ),

@@ -116,6 +116,22 @@ def _partner_sim(settings: Settings, args: argparse.Namespace) -> None:
     run_partner_sim(settings, args.port or settings.partner_port)
 
 
+def _payment_sim(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.simulators.payments.api import run_payment_sim
+
+    run_payment_sim(settings, args.port or settings.payment_sim_port)
+
+
+def _clock(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.bootstrap import clock_role, run_until_signalled
+
+    async def main() -> None:
+        async with clock_role(settings) as clock:
+            await run_until_signalled(clock.run, clock.stop)
+
+    _run_role(main())
+
+
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
     from infra.migrate import migrate
 
@@ -358,6 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="default: BUTTERFLY_PARTNER_PORT")
     p.set_defaults(func=_partner_sim)
 
+    p = sub.add_parser(
+        "payment-sim",
+        help="run the payment provider simulator (a card processor with its own API, "
+        "database and signed notifications)",
+    )
+    p.add_argument("--port", type=int, default=None, help="default: BUTTERFLY_PAYMENT_SIM_PORT")
+    p.set_defaults(func=_payment_sim)
+
+    p = sub.add_parser(
+        "clock",
+        help="expire unpaid orders and waitlist offers whose time ran out, and ask the "
+        "payment provider for the refunds decided",
+    )
+    p.set_defaults(func=_clock)
+
     p = sub.add_parser("migrate", help="create the databases and apply migrations")
     p.set_defaults(func=_migrate)
 
@@ -367,7 +398,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "rebuild",
         help="rebuild a projection from the topics (stop that projector first): website "
-        "is rebuilt here and now; reporting is emptied, and its projector replays every event",
+        "is rebuilt here and now; the others are emptied, and their projector replays every "
+        "event",
     )
     p.add_argument("name", choices=PROJECTORS)
     p.set_defaults(func=_rebuild)

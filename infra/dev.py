@@ -25,6 +25,8 @@ from infra.services import (
 from infra.settings import Settings
 from infra.simulators.lodging.store import database_name as partner_database
 from infra.simulators.lodging.store import drop_store
+from infra.simulators.payments.store import database_name as payments_database
+from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Role, Supervisor
 from producers.kafka import ensure_topics
 from schemas.topics import Topics
@@ -53,12 +55,17 @@ on, come first."""
 
 
 def dev_roles(
-    env: dict[str, str], python: str = sys.executable, *, partner_port: int | None = None
+    env: dict[str, str],
+    python: str = sys.executable,
+    *,
+    partner_port: int | None = None,
+    payment_port: int | None = None,
 ) -> list[Role]:
     """Every role as its own process, `env` added to this process's environment; with a
-    `partner_port`, the lodging partner simulator too. It is left out otherwise because it
-    keeps a database of its own (`<db_prefix>_partner`) that whoever starts it must also
-    drop, and listens on a port of its own that must be free."""
+    `partner_port`, the lodging partner simulator too, and with a `payment_port` the payment
+    provider simulator. They are left out otherwise because each keeps a database of its own
+    (`<db_prefix>_partner`, `<db_prefix>_payments`) that whoever starts it must also drop,
+    and listens on a port of its own that must be free."""
     cli = [python, "-m", "infra.cli"]
     roles = [
         Role("gateway", [*cli, "gateway"], env),
@@ -71,11 +78,17 @@ def dev_roles(
         Role("bridge", [*cli, "bridge"], env, BACKGROUND),
         Role("decider.accounts", [*cli, "decider", "accounts"], env, BACKGROUND),
         Role("projector.accounts", [*cli, "projector", "accounts"], env, BACKGROUND),
+        Role("projector.orders", [*cli, "projector", "orders"], env, BACKGROUND),
         Role("mailer", [*cli, "mailer"], env, BACKGROUND),
+        Role("clock", [*cli, "clock"], env, BACKGROUND),
     ]
     if partner_port is not None:
         roles.append(
             Role("partner-sim", [*cli, "partner-sim", "--port", str(partner_port)], env, BACKGROUND)
+        )
+    if payment_port is not None:
+        roles.append(
+            Role("payment-sim", [*cli, "payment-sim", "--port", str(payment_port)], env, BACKGROUND)
         )
     return roles
 
@@ -122,10 +135,15 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
                 "restarts, so the databases start empty with it"
                 if broker
                 else "--fresh",
-                databases=[*settings.db.names(), partner_database(settings)],
+                databases=[
+                    *settings.db.names(),
+                    partner_database(settings),
+                    payments_database(settings),
+                ],
             )
             await drop_databases(settings)
             await drop_store(settings)
+            await drop_payments_store(settings)
         await migrate(settings)
         topics = Topics(settings.topic_prefix)
         await ensure_topics(
@@ -146,6 +164,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         }
         base = f"http://{settings.http_host}:{settings.http_port}"
         partner = f"http://{settings.http_host}:{settings.partner_port}/partner"
+        payments = f"http://{settings.http_host}:{settings.payment_sim_port}"
         print(
             "\nButterfly is starting:\n"
             f"  API        {base}/api/v1/conventions\n"
@@ -153,6 +172,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             f"  Health     {base}/health  (ready: {base}/health/ready)\n"
             f"  Admin      Authorization: Bearer {token}\n"
             f"  Partner    {partner}/v1  (lodging simulator; faults: {partner}/admin/faults)\n"
+            f"  Payments   {payments}/v1  (payment simulator; chaos: {payments}/chaos)\n"
             f"  Mail       {settings.mail_folder.resolve()}  (mails as .eml files)\n"
             f"  Kafka      {bootstrap}\n"
             f"  MariaDB    {settings.db.server_url().render_as_string()} "
@@ -164,7 +184,13 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         )
         announcing = asyncio.create_task(announce_ready(f"{base}/health/ready"))
         try:
-            await Supervisor().run(dev_roles(env, partner_port=settings.partner_port))
+            await Supervisor().run(
+                dev_roles(
+                    env,
+                    partner_port=settings.partner_port,
+                    payment_port=settings.payment_sim_port,
+                )
+            )
         finally:
             announcing.cancel()
     finally:

@@ -168,6 +168,19 @@ class Settings(BaseSettings):
     """How long an open circuit makes no calls before one probe call tries the partner."""
     lodging_give_up_seconds: float = 900.0
     """A step still failing after this long is parked for an admin to retry."""
+    public_url: str = ""
+    """The gateway's address as outside systems reach it (where the payment provider sends
+    its notifications); empty: the address the gateway process listens on."""
+    payment_sim_port: int = 8200
+    """Where the payment provider simulator (`butterfly payment-sim`) listens."""
+    payment_provider_url: str = ""
+    """Where the gateway and the order clock call the payment provider; empty: the
+    simulator on `payment_sim_port` of `http_host`."""
+    payment_webhook_secret: str = "whsec_butterfly_dev_only"  # noqa: S105 (dev default, documented)
+    """The secret the provider signs its notifications with and the gateway checks them
+    against. The default is for dev and tests only: set a real one wherever money moves."""
+    payment_call_timeout_seconds: float = 5.0
+    """A payment provider call not answered in this long counts as failed."""
 
     @property
     def mail_folder(self) -> Path:
@@ -176,6 +189,13 @@ class Settings(BaseSettings):
     @property
     def partner_base_url(self) -> str:
         return self.partner_url.rstrip("/") or f"http://{self.http_host}:{self.partner_port}"
+
+    @property
+    def payment_provider_base_url(self) -> str:
+        return (
+            self.payment_provider_url.rstrip("/")
+            or f"http://{self.http_host}:{self.payment_sim_port}"
+        )
 
     def __init__(self, **values: Any) -> None:
         values.setdefault("_env_file", env_file_from_environment())

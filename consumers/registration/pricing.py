@@ -92,9 +92,15 @@ def option_lines(
     return _in_stock(convention, lines) or lines
 
 
+MAX_LINE_NAME = 200
+
+
 def _line_name(option: Option, variant: str | None) -> str:
+    """The option's name with its variant's, cut to what an order line holds everywhere it
+    is stored."""
     chosen = option.variant(variant)
-    return option.spec.name if chosen is None else f"{option.spec.name} ({chosen.name})"
+    name = option.spec.name if chosen is None else f"{option.spec.name} ({chosen.name})"
+    return name[:MAX_LINE_NAME]
 
 
 def _in_stock(convention: Convention, lines: Sequence[OrderLine]) -> Refusal | None:

@@ -15,6 +15,7 @@ from infra.dev import dev_roles
 from infra.services import free_port
 from infra.settings import Settings
 from infra.simulators.lodging.store import drop_store
+from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Supervisor
 from tests.conftest import TEST_TOKEN, StackFactory
 from tests.support import eventually
@@ -27,6 +28,8 @@ class Stack:
     supervisor: Supervisor
     partner_url: str
     """The lodging partner simulator this stack runs (its own process, database and port)."""
+    payment_url: str
+    """The payment provider simulator this stack runs (its own process, database and port)."""
 
     def client(self, **kwargs: object) -> httpx.AsyncClient:
         return httpx.AsyncClient(base_url=self.base_url, timeout=30, **kwargs)  # type: ignore[arg-type]
@@ -40,10 +43,14 @@ class Stack:
 async def stack(
     make_settings: StackFactory, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Stack]:
-    port, partner_port = free_port(), free_port()
+    port, partner_port, payment_port = free_port(), free_port(), free_port()
     mail = tmp_path_factory.mktemp("mail")
     settings = await make_settings(
-        partitions=3, http_port=port, partner_port=partner_port, mail_dir=str(mail)
+        partitions=3,
+        http_port=port,
+        partner_port=partner_port,
+        payment_sim_port=payment_port,
+        mail_dir=str(mail),
     )
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
@@ -55,13 +62,15 @@ async def stack(
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         "BUTTERFLY_HTTP_PORT": str(port),
         "BUTTERFLY_PARTNER_PORT": str(partner_port),
+        "BUTTERFLY_PAYMENT_SIM_PORT": str(payment_port),
+        "BUTTERFLY_PAYMENT_WEBHOOK_SECRET": settings.payment_webhook_secret,
         "BUTTERFLY_MAIL_DIR": str(mail),
         "BUTTERFLY_LODGING_CIRCUIT_OPEN_SECONDS": "1",
         "BUTTERFLY_DECISION_WAIT_SECONDS": "10",
         "BUTTERFLY_ENV_FILE": "",
     }
     supervisor = Supervisor(handle_signals=False, initial_backoff=0.2, max_backoff=1.0)
-    roles = dev_roles(env, sys.executable, partner_port=partner_port)
+    roles = dev_roles(env, sys.executable, partner_port=partner_port, payment_port=payment_port)
     task = asyncio.create_task(supervisor.run(roles))
     base_url = f"http://127.0.0.1:{port}"
 
@@ -80,8 +89,17 @@ async def stack(
             interval=0.2,
             what="every role consuming (/health/ready)",
         )
-        yield Stack(settings, base_url, supervisor, f"http://127.0.0.1:{partner_port}")
+        yield Stack(
+            settings,
+            base_url,
+            supervisor,
+            f"http://127.0.0.1:{partner_port}",
+            f"http://127.0.0.1:{payment_port}",
+        )
     finally:
         supervisor.stop()
         await asyncio.wait_for(task, 60)
-        await drop_store(settings)
+        try:
+            await drop_store(settings)
+        finally:
+            await drop_payments_store(settings)

@@ -327,6 +327,7 @@ async def test_health_and_openapi(stack: Stack) -> None:
                 "projector.lodging",
                 "decider.accounts",
                 "projector.accounts",
+                "projector.orders",
             )
         }
         schema = await client.get("/schema/openapi.json")

@@ -219,6 +219,7 @@ async def test_ready_only_once_every_role_consumes(make_settings: StackFactory) 
                         group_name(settings, "projector.lodging"),
                         decider_group(settings, "accounts"),
                         group_name(settings, "projector.accounts"),
+                        group_name(settings, "projector.orders"),
                     }
                 ),
                 what="the registration roles consuming",
@@ -230,6 +231,7 @@ async def test_ready_only_once_every_role_consumes(make_settings: StackFactory) 
                 running(build_projector(settings, "lodging")),
                 running(build_decider(settings, "accounts")),
                 running(build_projector(settings, "accounts")),
+                running(build_projector(settings, "orders")),
             ):
                 answer: httpx.Response = await eventually(
                     lambda: client.get("/health/ready"),

@@ -7,19 +7,15 @@ Errors are JSON `{"code", "message"}` (validation errors add `fields`), never a 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import re
-import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 
 import structlog
-import uvicorn
-import uvloop
 from aiokafka import AIOKafkaProducer
 from litestar import Litestar, Request, Response, Router, get, post
 from litestar.di import Provide
@@ -41,6 +37,7 @@ from infra.simulators.lodging import events
 from infra.simulators.lodging.bureau import Bureau, Refusal, Stay, StayChanges
 from infra.simulators.lodging.faults import FaultInjection, Faults, FaultUpdate
 from infra.simulators.lodging.store import open_store
+from infra.simulators.serving import serve
 
 log = structlog.get_logger("partner")
 
@@ -387,36 +384,7 @@ def create_partner_app(settings: Settings, faults: Faults | None = None) -> Lite
     )
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGINT/SIGTERM once it has shut down gracefully, so the process
-    would die of the signal; here the signal only asks the server to stop, and a clean stop
-    exits 0 like every other role."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, self.handle_exit, signum, None)
-        try:
-            yield
-        finally:
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(signum)
-
-
 def run_partner_sim(settings: Settings, port: int) -> None:
     """Serve the bureau until SIGINT or SIGTERM."""
     log.info("partner_sim_listening", url=f"http://{settings.http_host}:{port}/partner/v1")
-    server = _Server(
-        uvicorn.Config(
-            create_partner_app(settings),
-            host=settings.http_host,
-            port=port,
-            access_log=False,
-            log_level="warning",
-            timeout_graceful_shutdown=5,
-            http="httptools",
-        )
-    )
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        runner.run(server.serve())
+    serve(create_partner_app(settings), settings, port)

@@ -18,14 +18,13 @@ from sqlalchemy import (
     String,
     Table,
     UniqueConstraint,
-    pool,
     text,
 )
 from sqlalchemy.dialects.mysql import DATETIME
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from infra.db import make_engine
 from infra.settings import Settings
+from infra.simulators.serving import drop_database, open_database
 
 metadata = MetaData()
 
@@ -98,28 +97,11 @@ def database_name(settings: Settings) -> str:
     return f"{settings.db_prefix}_partner"
 
 
-async def _on_server(settings: Settings, statement: str) -> None:
-    engine = create_async_engine(settings.db.server_url(), poolclass=pool.NullPool)
-    try:
-        async with engine.begin() as connection:
-            quote = connection.dialect.identifier_preparer.quote_identifier
-            await connection.execute(text(statement.format(quote(database_name(settings)))))
-    finally:
-        await engine.dispose()
-
-
 async def open_store(settings: Settings) -> AsyncEngine:
     """Create the bureau's database and tables if missing, and an engine on it."""
-    await _on_server(
-        settings,
-        "CREATE DATABASE IF NOT EXISTS {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
-    )
-    engine = make_engine(settings.db.url_for(database_name(settings)), pool_size=10)
-    async with engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
-    return engine
+    return await open_database(settings, database_name(settings), metadata, pool_size=10)
 
 
 async def drop_store(settings: Settings) -> None:
     """Drop the bureau's database, for a fresh `make run` and for tests cleaning up."""
-    await _on_server(settings, "DROP DATABASE IF EXISTS {}")
+    await drop_database(settings, database_name(settings))

@@ -1,0 +1,1 @@
+"""Order processes driven by time rather than by a message: the order clock."""

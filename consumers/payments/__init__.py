@@ -1,0 +1,1 @@
+"""The payment provider as Butterfly sees it: a port, and its HTTP client."""
