@@ -30,7 +30,7 @@ from gateway.order_views import (
 from gateway.reads import decode_cursor, encode_cursor
 from gateway.views import RegistrationView
 from projections.orders import tables as t
-from schemas.registration import OrderPlaced
+from schemas.registration import AttendeeRegistered, OrderPlaced
 
 T = TypeVar("T")
 
@@ -77,23 +77,30 @@ async def until_shown(
     return value
 
 
-def placed_detail(event: OrderPlaced, view: RegistrationView) -> RegistrationDetail:
-    """A registration waiting for its payment, with its order, as the event that placed it
-    says: what the attendee needs to pay is answered without waiting for the orders
-    projector."""
-    at = view.created_at
+def decided_detail(
+    event: AttendeeRegistered | OrderPlaced, view: RegistrationView
+) -> RegistrationView:
+    """A registration with the order its decision recorded, as the event says, shown as the
+    orders read model will show it: the answer needs no wait for the orders projector."""
     order = event.order
-    lines = [
-        OrderLineView(**line.model_dump(exclude={"kind"}), kind=line.kind, removed=0)
-        for line in order.lines
-    ]
+    if order is None:
+        return view
+    at = view.created_at
+    held = isinstance(event, OrderPlaced)
+    registration_id = event.registration_id
+    links = {"self": order_location(registration_id, order.order_id)}
+    if held:
+        links["pay"] = pay_location(registration_id, order.order_id)
     placed = OrderView(
         order_id=order.order_id,
-        registration_id=event.registration_id,
+        registration_id=registration_id,
         convention_id=event.convention_id,
-        status="pending_payment",
+        status=PENDING_PAYMENT if held else "paid",
         first=True,
-        lines=lines,
+        lines=[
+            OrderLineView(**line.model_dump(exclude={"kind"}), kind=line.kind, removed=0)
+            for line in order.lines
+        ],
         subtotal_cents=order.subtotal_cents,
         discount_cents=order.discount_cents,
         total_cents=order.total_cents,
@@ -101,17 +108,36 @@ def placed_detail(event: OrderPlaced, view: RegistrationView) -> RegistrationDet
         refunded_cents=0,
         currency=order.currency,
         promo_code=order.promo_code,
-        hold_until=event.hold_until,
+        hold_until=event.hold_until if isinstance(event, OrderPlaced) else None,
         created_at=at,
         updated_at=at,
-        links={
-            "self": order_location(event.registration_id, order.order_id),
-            "pay": pay_location(event.registration_id, order.order_id),
-        },
+        links=links,
     )
     return RegistrationDetail(
-        **view.model_dump(), orders=[placed], amount_due_cents=order.total_cents
+        **view.model_dump(),
+        orders=[placed],
+        amount_due_cents=order.total_cents if held else 0,
     )
+
+
+ORDER_SHOWING = {
+    PENDING_PAYMENT: PENDING_PAYMENT,
+    "confirmed": "paid",
+    "expired": "expired",
+    "cancelled": "cancelled",
+}
+"""The status a registration's first order has once the orders read model shows what the
+registration's own status says."""
+
+
+def shows_registration(view: RegistrationView, detail: RegistrationDetail) -> bool:
+    """Whether the orders shown have caught up with the registration: its first order is
+    there, in the status the registration's says (trivially for one with no order)."""
+    wanted = ORDER_SHOWING.get(view.status)
+    if not view.has_order or wanted is None:
+        return True
+    first = next((order for order in detail.orders if order.first), None)
+    return first is not None and first.status == wanted
 
 
 class OrderReads:

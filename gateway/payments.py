@@ -31,6 +31,7 @@ from consumers.payments.provider import (
 )
 from gateway.accounts import may_see
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, correlation_id
+from gateway.order_reads import until_shown
 from gateway.problems import Problem
 from projections.orders import tables as o
 from schemas.catalogue import Cents, Currency
@@ -294,7 +295,7 @@ class PaymentController(Controller):
                 "Registration not found",
                 f"There is no registration {registration_id}.",
             )
-        order = await _order(gateway, registration_id, order_id)
+        order = await _order(gateway, registration_id, order_id, wait=known[0].has_order)
         now = datetime.now(UTC).replace(tzinfo=None)
         if (
             order.status != PENDING_PAYMENT
@@ -355,16 +356,22 @@ class PaymentController(Controller):
         )
 
 
-async def _order(gateway: Gateway, registration_id: uuid.UUID, order_id: uuid.UUID) -> Any:
+async def _order(
+    gateway: Gateway, registration_id: uuid.UUID, order_id: uuid.UUID, *, wait: bool
+) -> Any:
+    """The order as the orders read model shows it; for a registration whose decision
+    recorded an order, waited for a moment: the registration's answer comes from its
+    decision, and the orders projector may not have shown it yet."""
     c = o.orders.c
-    async with gateway.read_engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(c.status, c.total_cents, c.currency, c.hold_until).where(
-                    c.order_id == str(order_id), c.registration_id == str(registration_id)
-                )
-            )
-        ).first()
+    query = select(c.status, c.total_cents, c.currency, c.hold_until).where(
+        c.order_id == str(order_id), c.registration_id == str(registration_id)
+    )
+
+    async def probe() -> Any:
+        async with gateway.read_engine.connect() as conn:
+            return (await conn.execute(query)).first()
+
+    row = await until_shown(probe, lambda found: found is not None or not wait)
     if row is None:
         raise Problem(
             404,

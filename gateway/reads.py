@@ -439,7 +439,8 @@ def _registration_view(row: Any) -> RegistrationView:
         created_at=_utc(row.created_at),
         updated_at=_utc(row.updated_at),
         account_id=None if row.account_id is None else uuid.UUID(row.account_id),
-    )
+        subject=row.reason_subject,
+    ).with_order_recorded(bool(row.has_order))
 
 
 def _utc(moment: datetime) -> datetime:

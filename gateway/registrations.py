@@ -31,7 +31,12 @@ from gateway.export import (
     registration_filter,
     registrations_csv,
 )
-from gateway.order_reads import OrderReads, registration_location, until_shown
+from gateway.order_reads import (
+    OrderReads,
+    registration_location,
+    shows_registration,
+    until_shown,
+)
 from gateway.order_views import RegistrationDetail
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome
@@ -276,10 +281,11 @@ def _answer(
             409,
             "registration-rejected",
             "Registration rejected",
-            _REASONS.get(view.reason or "", "The registration was rejected."),
+            _rejection_detail(view),
             headers=location,
             reason=view.reason,
             registration_id=str(view.registration_id),
+            **({"subject": view.subject} if view.subject else {}),
         )
     status = HTTP_201_CREATED if view.status in DECIDED_FOR else HTTP_200_OK
     return Response(view, status_code=status, headers=location)
@@ -287,14 +293,11 @@ def _answer(
 
 async def _detail(gateway: Gateway, view: RegistrationView) -> RegistrationDetail:
     """The registration with its orders. The orders projector may be a moment behind the
-    registration: one waiting for its payment is shown once its order is (within a bound),
-    so nobody is shown something to pay without the order to pay."""
+    website's: right after a decision the registration is shown once its orders have caught
+    up (within a bound), so nobody sees a status its orders do not yet show."""
     orders = OrderReads(gateway.read_engine)
-    if view.status != PENDING_PAYMENT:
-        return await orders.detail(view)
     return await until_shown(
-        lambda: orders.detail(view),
-        lambda shown: any(order.status == PENDING_PAYMENT for order in shown.orders),
+        lambda: orders.detail(view), lambda shown: shows_registration(view, shown)
     )
 
 
@@ -304,21 +307,15 @@ async def _answer_with_order(
     known: tuple[RegistrationView, str],
     fingerprint: str,
 ) -> Response[Any]:
-    """The decision, and for a registration waiting for its payment the order to pay (its
-    total, how long it holds, where to pay): shown by the orders projector, which may be a
-    moment behind the registration."""
+    """The decision, with the order it recorded: from the decision itself when the event
+    stream answered, otherwise from the orders read model, as `GET` shows it."""
     view, stored_fingerprint = known
-    if view.status != PENDING_PAYMENT or stored_fingerprint != fingerprint:
+    if view.status in ("pending", "rejected") or stored_fingerprint != fingerprint:
         return _answer(request, known, fingerprint)
-    if isinstance(view, RegistrationDetail) and view.orders:
-        return Response(
-            view,
-            status_code=HTTP_201_CREATED,
-            headers={"Location": registration_location(view.registration_id)},
-        )
+    detail = view if isinstance(view, RegistrationDetail) else await _detail(gateway, view)
     return Response(
-        await _detail(gateway, view),
-        status_code=HTTP_201_CREATED,
+        detail,
+        status_code=HTTP_201_CREATED if view.status in DECIDED_FOR else HTTP_200_OK,
         headers={"Location": registration_location(view.registration_id)},
     )
 
@@ -384,6 +381,11 @@ def _not_cancellable(view: RegistrationView) -> Problem:
         reason="not_cancellable",
         registration_id=str(view.registration_id),
     )
+
+
+def _rejection_detail(view: RegistrationView) -> str:
+    detail = _REASONS.get(view.reason or "", "The registration was rejected.")
+    return detail if view.subject is None else f"{detail} ({view.subject})"
 
 
 _REASONS = {

@@ -6,7 +6,14 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    model_validator,
+)
 
 from schemas.catalogue import Code, OptionChoice, OrderPolicy
 from schemas.identity import check_text, email_identity
@@ -163,6 +170,18 @@ class RegistrationView(BaseModel):
     updated_at: datetime
     account_id: uuid.UUID | None = None
     """The owner when it was made while logged in; a guest registration has none."""
+    subject: str | None = None
+    """For a rejection: the option or promo code its reason is about (none: the seat)."""
+    _has_order: bool = PrivateAttr(default=False)
+
+    @property
+    def has_order(self) -> bool:
+        """Whether its decision recorded an order (not shown: the orders say it)."""
+        return self._has_order
+
+    def with_order_recorded(self, recorded: bool) -> RegistrationView:
+        self._has_order = recorded
+        return self
 
 
 class RegistrationPage(BaseModel):

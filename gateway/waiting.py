@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
-from gateway.order_reads import placed_detail
+from gateway.order_reads import decided_detail
 from gateway.reads import Outcome, ReadModels
 from gateway.views import RegistrationView
 from schemas.envelope import (
@@ -349,13 +349,15 @@ def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
             created_at=at,
             updated_at=at,
             account_id=event.account_id,
+            subject=event.subject or None if isinstance(event, RegistrationRejected) else None,
         )
 
     match event:
         case AttendeeRegistered():
-            return Outcome(ACCEPTED, None, (view("confirmed", None), event.request_hash))
+            confirmed = decided_detail(event, view("confirmed", None))
+            return Outcome(ACCEPTED, None, (confirmed, event.request_hash))
         case OrderPlaced():
-            held = placed_detail(event, view("pending_payment", None))
+            held = decided_detail(event, view("pending_payment", None))
             return Outcome(ACCEPTED, None, (held, event.request_hash))
         case RegistrationRejected():
             reason = event.reason.value

@@ -446,6 +446,8 @@ def _registration_row(
         "badge_type": message.badge_type,
         "status": status,
         "reason": reason,
+        "reason_subject": getattr(message, "subject", None) or None,
+        "has_order": getattr(message, "order", None) is not None,
         "request_hash": message.request_hash,
         "created_at": at,
         "updated_at": at,
@@ -484,6 +486,8 @@ _decided = insert(t.registrations)
 _UPSERT_DECIDED = _decided.on_duplicate_key_update(
     status=_decided.inserted.status,
     reason=_decided.inserted.reason,
+    reason_subject=_decided.inserted.reason_subject,
+    has_order=_decided.inserted.has_order,
     updated_at=_decided.inserted.updated_at,
 )
 _SET_REGISTRATION_STATUS = (
@@ -709,7 +713,11 @@ class ReadModelImage:
                 self.registrations[key] = dict(row)
             else:
                 known.update(
-                    status=row["status"], reason=row["reason"], updated_at=row["updated_at"]
+                    status=row["status"],
+                    reason=row["reason"],
+                    reason_subject=row["reason_subject"],
+                    has_order=row["has_order"],
+                    updated_at=row["updated_at"],
                 )
         for transfer in c.transfers:
             self._transfer(transfer)

@@ -64,13 +64,18 @@ registrations = Table(
     Column("updated_at", DATETIME(fsp=6), nullable=False),
     Column("email_key", String(254, collation="utf8mb4_bin"), nullable=True),
     Column("account_id", String(36), nullable=True),
+    Column("reason_subject", String(40), nullable=True),
+    Column("has_order", Boolean, nullable=False, server_default=text("0")),
     Index("ix_registrations_listing", "convention_id", "status", "created_at", "registration_id"),
     Index("ix_registrations_by_convention", "convention_id", "created_at", "registration_id"),
     Index("ix_registrations_account", "account_id", "created_at"),
     Index("ix_registrations_email_key", "email_key", "created_at"),
 )
-"""`account_id` is the owner of a registration made while logged in; a guest registration
-(no account) belongs to its `email_key` (`schemas.identity.email_key`): an account with that
+"""`reason_subject` names the option or promo code a rejection's reason is about (NULL
+when it is about the seat); `has_order` says the decision recorded an order, which the
+orders read model shows (registrations decided before orders existed have none).
+`account_id` is the owner of a registration made while logged in; a guest registration (no
+account) belongs to its `email_key` (`schemas.identity.email_key`): an account with that
 address verified sees it as its own."""
 
 registration_transfers = Table(

@@ -16,6 +16,9 @@ Phases (`--phases` picks some, in this order):
 - rival: the same load against tests/perf/rival.py (one Litestar process, one MariaDB
   transaction per registration, the badge row locked FOR UPDATE), started here in a process
   and a database of its own; prints both rows and the ratio Butterfly / rival.
+- orders: the wait phase's load on a badge type with a price: every registration is an
+  order held for its payment (priced, its order and mail written, answered with the order
+  to pay). Prints decided/s, the POST p99 and the CPU per registration, beside wait's.
 - async: a burst of B seconds with `Prefer: respond-async` (answered 202 at once). Prints the
   intake (accepted requests/s), the POST p99, and the seconds from the burst's end until every
   accepted registration reads as decided in the read database (polled, with a deadline), and
@@ -76,7 +79,18 @@ from tests.perf.throughput import (
 )
 from tests.perf.wrk import ensure_wrk
 
-PHASES = ("wait", "rival", "async", "overload", "rush", "lodging", "rebuild", "memory")
+PHASES = (
+    "wait",
+    "rival",
+    "orders",
+    "async",
+    "overload",
+    "rush",
+    "lodging",
+    "rebuild",
+    "memory",
+)
+ORDER_PRICE_CENTS = 5000
 QUICK = {
     "duration": 3.0,
     "warmup": 1.0,
@@ -117,7 +131,7 @@ async def run_phases(
         butterfly = butterfly_target(stack, admin)
         read_model = ReadModel(stack)
         try:
-            ours = await _waiting(butterfly, stack, load, args, abort, summary)
+            ours = await _waiting(butterfly, admin, stack, load, args, abort, summary)
             if "async" in phases:
                 started = time.perf_counter()
                 figures = await async_phase(butterfly, read_model, load, args.burst, abort)
@@ -188,6 +202,7 @@ async def _lodging(
 
 async def _waiting(
     butterfly: Target,
+    admin: httpx.AsyncClient,
     stack: Stack,
     load: ClosedLoad,
     args: argparse.Namespace,
@@ -220,6 +235,14 @@ async def _waiting(
         timed(started)
         summary.add("rival: decided/s", "", f"{theirs.decided_per_s:,.0f}/s")
         summary.add("rival CPU ms/registration", "", f"{theirs.cpu_ms:.2f}")
+    if "orders" in args.phases:
+        started = time.perf_counter()
+        priced = butterfly_target(stack, admin, ORDER_PRICE_CENTS)
+        held = await wait_phase(priced, load, args.duration, abort)
+        timed(started)
+        summary.add("orders held for payment: decided/s", "", f"{held.decided_per_s:,.0f}/s")
+        summary.add("orders held: POST p99", "", ms(held.p99))
+        summary.add("orders held CPU ms/registration", "", f"{held.cpu_ms:.2f}")
     if ours is not None and theirs is not None:
         ratio = ours.decided_per_s / max(theirs.decided_per_s, 1e-9)
         section("Waiting mode: Butterfly against the rival, same load")

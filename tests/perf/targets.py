@@ -40,12 +40,18 @@ RIVAL_START_TIMEOUT = 30.0
 RIVAL_STOP_TIMEOUT = 10.0
 
 
-async def create_open_convention(admin: httpx.AsyncClient, name: str, quota: int) -> str:
+async def create_open_convention(
+    admin: httpx.AsyncClient, name: str, quota: int, price_cents: int = 0
+) -> str:
+    """A free badge type unless `price_cents`: then every registration is an order held
+    for its payment."""
     body = {
         "name": name,
         "starts_on": "2027-01-01",
         "ends_on": "2027-01-03",
-        "badge_types": [{"code": BADGE, "name": "Standard", "price_cents": 0, "quota": quota}],
+        "badge_types": [
+            {"code": BADGE, "name": "Standard", "price_cents": price_cents, "quota": quota}
+        ],
     }
     response = await admin.post(
         "/api/v1/admin/conventions", json=body, headers={"Idempotency-Key": uuid.uuid4().hex}
@@ -130,16 +136,16 @@ class Target:
     """The server's processes: (role, pid)."""
 
 
-def butterfly_target(stack: Stack, admin: httpx.AsyncClient) -> Target:
+def butterfly_target(stack: Stack, admin: httpx.AsyncClient, price_cents: int = 0) -> Target:
     async def listing(convention_id: str) -> tuple[list[dict[str, Any]], dict[str, int]]:
         rows = await all_registrations(admin, convention_id)
         found = await badge(admin, convention_id)
         return rows, {"sold": int(found["sold"]), "remaining": int(found["remaining"])}
 
     return Target(
-        name="Butterfly",
+        name="Butterfly" if not price_cents else "Butterfly, priced",
         base_url=stack.base_url,
-        create=lambda name, quota: create_open_convention(admin, name, quota),
+        create=lambda name, quota: create_open_convention(admin, name, quota, price_cents),
         settle=lambda convention_id, answers: settle(admin, convention_id, answers),
         listing=listing,
         processes=lambda: stack_processes(stack),
