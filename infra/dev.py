@@ -52,6 +52,10 @@ BACKGROUND = 5
 accounts, mail, the relay's safety net): when every role shares one machine's cores, the
 gateway, the registration decider and the website projector, which a waiting client waits
 on, come first."""
+IDLE = 15
+"""Niceness of the mailer: a mail can wait for the rush to pass (every decision's mail is in
+the outbox, delivered once there is CPU to spare), and writing it costs about as much as
+deciding the registration it tells of."""
 
 
 def dev_roles(
@@ -79,7 +83,7 @@ def dev_roles(
         Role("decider.accounts", [*cli, "decider", "accounts"], env, BACKGROUND),
         Role("projector.accounts", [*cli, "projector", "accounts"], env, BACKGROUND),
         Role("projector.orders", [*cli, "projector", "orders"], env, BACKGROUND),
-        Role("mailer", [*cli, "mailer"], env, BACKGROUND),
+        Role("mailer", [*cli, "mailer"], env, IDLE),
         Role("clock", [*cli, "clock"], env, BACKGROUND),
     ]
     if partner_port is not None:

@@ -739,3 +739,41 @@ def test_any_command_sequence_keeps_stock_tiers_codes_and_money_consistent(
     for step, (action, n) in enumerate(steps):
         _act(desk, action, n, step)
         _check(desk)
+
+
+def test_an_option_waitlist_offers_freed_units_to_the_registration_waiting() -> None:
+    desk = Desk(price=0)
+    desk.do(
+        DefineOption(
+            convention_id=CID,
+            option=OptionSpec(code="DINNER", name="Banquet", price_cents=3000, quota=1),
+        )
+    )
+    desk.register(1, options=(OptionChoice(code="DINNER"),))
+    desk.register(2)
+    join = JoinWaitlist(
+        convention_id=CID,
+        entry_id=rid(500),
+        kind="option",
+        code="DINNER",
+        email="a2@example.org",
+        name="Attendee 2",
+        registration_id=rid(2),
+    )
+    [joined] = desk.do(join)
+    assert isinstance(joined, WaitlistJoined)
+    assert joined.stock == "option:DINNER"
+    desk.later(minutes=16)
+    expired, offer = desk.expire(1)
+    assert isinstance(expired, OrderExpired)
+    assert isinstance(offer, WaitlistOfferMade)
+    assert offer.entry_id == rid(500)
+    assert desk.convention.option("DINNER").taken == 1, "the freed unit is held for the offer"
+    accepted, ordered = desk.do(
+        AcceptOffer(convention_id=CID, entry_id=rid(500), registration_id=rid(2), request_hash="a")
+    )
+    assert isinstance(accepted, WaitlistOfferAccepted)
+    assert ordered.registration_id == rid(2)  # type: ignore[attr-defined]
+    assert ordered.order.total_cents == 3000  # type: ignore[attr-defined]
+    assert desk.convention.option("DINNER").taken == 1
+    assert desk.registration(2).option_units("DINNER") == 1
