@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit lint bench clean
+.PHONY: help install run test test-unit lint asyncapi bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ lint: $(STAMP) ## ruff and mypy --strict
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m mypy schemas producers consumers projections gateway infra
+
+asyncapi: $(STAMP) ## regenerate docs/asyncapi.json, the event contract, from the schemas
+	$(PY) -m schemas.asyncapi
 
 bench: $(STAMP) ## speed figures against their targets (BENCH_ARGS=--quick: a short run)
 	$(PY) tests/perf/bench_rush.py $(BENCH_ARGS)

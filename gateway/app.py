@@ -1,8 +1,10 @@
-"""The Litestar application: routes, problem details, OpenAPI, health."""
+"""The Litestar application: routes, problem details, OpenAPI and AsyncAPI, health."""
 
 from __future__ import annotations
 
-from litestar import Litestar
+import functools
+
+from litestar import Litestar, Response, get
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
@@ -19,7 +21,9 @@ from gateway.orders import AdminOrderController, OrderController, WaitlistContro
 from gateway.payments import PaymentController, PaymentDesk
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
+from gateway.reports import ReportController
 from gateway.transfers import TransferController
+from schemas.asyncapi import asyncapi_document, render
 
 
 def create_app(
@@ -46,6 +50,20 @@ def create_app(
         await gateway.watch.close()
         await gateway.publisher.stop()
         await gateway.read_engine.dispose()
+        if gateway.reporting_engine is not None:
+            await gateway.reporting_engine.dispose()
+
+    @get(
+        "/schema/asyncapi.json",
+        operation_id="asyncapi",
+        tags=["operations"],
+        summary="The event contract: an AsyncAPI 3.0 document of every Kafka topic",
+        description="Generated from the same message schemas the pipeline validates with, "
+        "for this gateway's topics.",
+        media_type="application/json",
+    )
+    async def asyncapi(gateway: Gateway) -> Response[bytes]:
+        return Response(content=_contract(gateway.topics.prefix), media_type="application/json")
 
     app = Litestar(
         route_handlers=[
@@ -62,8 +80,10 @@ def create_app(
             AdminAccountController,
             TransferController,
             PaymentController,
+            ReportController,
             health,
             ready,
+            asyncapi,
         ],
         dependencies={
             "gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False),
@@ -109,3 +129,9 @@ def create_app(
     )
     app.state.gateway = gateway
     return app
+
+
+@functools.cache
+def _contract(topic_prefix: str) -> bytes:
+    """The AsyncAPI document for a topic prefix, rendered once."""
+    return render(asyncapi_document(topic_prefix)).encode()

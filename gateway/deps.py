@@ -48,6 +48,8 @@ class Gateway:
     accounts: AccountDesk | None = None
     """Sessions, login limits, credentials and account reads; None where accounts are not
     set up (then every caller is anonymous)."""
+    reporting_engine: AsyncEngine | None = None
+    """The reporting database the report routes read; None where it is not set up."""
 
     async def decide(
         self,

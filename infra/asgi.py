@@ -9,5 +9,5 @@ from infra.settings import get_settings
 
 tune_garbage_collection()
 _settings = get_settings()
-configure_logging("gateway", _settings.log_level)
+configure_logging("gateway", _settings.log_level, _settings.log_format)
 app = build_gateway_app(_settings)

@@ -213,6 +213,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         decision_wait_seconds=settings.decision_wait_seconds,
         watch=build_consumer_watch(settings, read_engine),
         accounts=build_account_desk(settings, read_engine),
+        reporting_engine=make_engine(settings.db.reporting_url, pool_size=2),
     )
     return create_app(
         gateway,
@@ -581,7 +582,7 @@ def build_projector(
         ).when_idle
     elif name == "reporting":
         engine = make_engine(settings.db.reporting_url, pool_size=4)
-        handler = EventArchiver()
+        handler = EventArchiver(settings.reporting_pseudonym_key)
         positions = reporting_tables.consumer_positions
         sources = topics.event_topics()
     else:

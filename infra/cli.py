@@ -9,6 +9,7 @@ import sys
 import uuid
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -44,6 +45,7 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> None:
         workers=args.workers,
         access_log=False,
         log_level="warning",
+        log_config=None,  # uvicorn's own lines go through infra.logging's renderer
         timeout_graceful_shutdown=10,
         timeout_keep_alive=int(settings.decision_wait_seconds) + KEEP_ALIVE_MARGIN_SECONDS,
         loop="uvloop",
@@ -314,6 +316,33 @@ def _dlq_replay(settings: Settings, args: argparse.Namespace) -> None:
     print(f"replayed {replayed} dead letter(s) from {topic}")
 
 
+def _trace(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.trace import as_json, collect_trace, render_text
+
+    try:
+        correlation_id = str(uuid.UUID(args.correlation_id))
+    except ValueError:
+        sys.exit(f"butterfly trace: {args.correlation_id!r} is not a correlation id (a UUID)")
+    log_file = Path(args.logs) if args.logs else None
+    if log_file is not None and not log_file.is_file():
+        sys.exit(f"butterfly trace: no log file {log_file}")
+    try:
+        trace = asyncio.run(collect_trace(settings, correlation_id, log_file=log_file))
+    except TimeoutError:
+        sys.exit("butterfly trace: could not read the command topics in time")
+    if not trace.items:
+        sys.exit(
+            f"butterfly trace: nothing carries correlation id {correlation_id} (no command "
+            "on the command topics, no event in the archive"
+            + (", no line in the log file)" if log_file else ")")
+        )
+    if args.json:
+        for item in as_json(trace):
+            print(json.dumps(item, ensure_ascii=False, default=str))
+    else:
+        print(render_text(trace))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="butterfly", description="Butterfly convention registration: roles and operations."
@@ -426,6 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chosen.add_argument("--all", action="store_true", help="every dead letter")
     q.set_defaults(func=_dlq_replay)
+
+    p = sub.add_parser(
+        "trace",
+        help="everything one request caused, in causal order with timings: its commands "
+        "(and dead letters) from the broker, its events from the archive, its log lines",
+    )
+    p.add_argument("correlation_id", metavar="CORRELATION_ID")
+    p.add_argument("--logs", metavar="FILE", help="a JSON-lines log file to take lines from")
+    p.add_argument("--json", action="store_true", help="one JSON object per item, in order")
+    p.set_defaults(func=_trace)
     return parser
 
 
@@ -440,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if args.command != "decider" and args.command != "projector"
         else f"{args.command}.{args.name}",
         settings.log_level,
+        settings.log_format,
     )
     args.func(settings, args)
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from infra.logging import LOG_FORMAT_VARIABLE, chosen_rendering
 from infra.migrate import drop_databases, migrate
 from infra.services import (
     ServiceUnavailable,
@@ -165,6 +166,8 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             "BUTTERFLY_ADMIN_TOKEN": token,
             "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
             "BUTTERFLY_DB_PREFIX": settings.db_prefix,
+            # The roles share this terminal (or file): they render the way `dev` does.
+            LOG_FORMAT_VARIABLE: chosen_rendering(settings.log_format, sys.stderr),
         }
         base = f"http://{settings.http_host}:{settings.http_port}"
         partner = f"http://{settings.http_host}:{settings.partner_port}/partner"

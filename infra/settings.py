@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     """De-duplication records are kept at least this long, and never less than the command
     topic keeps its records."""
     log_level: str = "INFO"
+    log_format: Literal["auto", "console", "json"] = "auto"
+    """How logs are rendered on stderr: JSON lines, or for a person at a terminal; `auto`:
+    console when stderr is a terminal, JSON lines otherwise."""
     run_dir: str = ".run"
     mail_dir: str = ""
     """Where the dev mail sink (`butterfly mailer`) writes the mails as .eml files; empty:
@@ -179,6 +182,12 @@ class Settings(BaseSettings):
     payment_webhook_secret: str = "whsec_butterfly_dev_only"  # noqa: S105 (dev default, documented)
     """The secret the provider signs its notifications with and the gateway checks them
     against. The default is for dev and tests only: set a real one wherever money moves."""
+    reporting_pseudonym_key: str = "butterfly-reporting-dev-only"
+    """The HMAC key of the reporting database's account pseudonyms: with it an e-mail can be
+    tested against a pseudonym, so keep it out of analysts' hands. Changing it changes every
+    pseudonym (rebuild the reporting projection afterwards)."""
+    analyst_password: str = "analyst-dev-only"  # noqa: S105 (dev default, documented)
+    """The password the reporting migrations give the read-only `analyst` database user."""
     payment_call_timeout_seconds: float = 5.0
     """A payment provider call not answered in this long counts as failed."""
 

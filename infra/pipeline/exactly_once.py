@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias, TypeVar
 
@@ -43,11 +43,16 @@ from producers.kafka import OutgoingRecord, publish_all
 from producers.outbox import utcnow
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
+    HEADER_CORRELATION_ID,
     HEADER_ERROR,
     HEADER_ERROR_CLASS,
     HEADER_SOURCE_OFFSET,
     HEADER_SOURCE_PARTITION,
     HEADER_SOURCE_TOPIC,
+    UndecodableMessage,
+    correlation_of,
+    decode_envelope,
+    header,
 )
 
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
@@ -355,6 +360,10 @@ class ExactlyOnceConsumer:
             self._log.error("idle_work_failed", error=repr(exc))
 
     async def _process(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        with correlated(batch_correlation(records)):
+            await self._process_batch(tp, records)
+
+    async def _process_batch(self, tp: TopicPartition, records: Sequence[Record]) -> None:
         epoch = self._epochs.get(tp)
         if epoch is None:
             return
@@ -384,6 +393,10 @@ class ExactlyOnceConsumer:
     async def _process_alone(self, tp: TopicPartition, epoch: int, record: Record) -> bool:
         """Apply one record, or dead-letter it if it fails for any reason but a transient
         one. False when the partition was lost or the consumer is stopping."""
+        with correlated(record_correlation(record)):
+            return await self._apply_alone(tp, epoch, record)
+
+    async def _apply_alone(self, tp: TopicPartition, epoch: int, record: Record) -> bool:
         label = f"record {_name(tp)}@{record.offset}"
         try:
             try:
@@ -502,6 +515,7 @@ class ExactlyOnceConsumer:
             record = dead.record
             self._log.warning(
                 "dead_lettered",
+                correlation_id=record_correlation(record),
                 topic=record.topic,
                 partition=record.partition,
                 offset=record.offset,
@@ -523,6 +537,41 @@ class ExactlyOnceConsumer:
                 OutgoingRecord(self.config.dead_letter_topic, key, record.value or b"", headers)
             )
         await publish_all(self._producer, outgoing)
+
+
+def record_correlation(record: Record) -> str | None:
+    """The correlation id a record travels with (header, else envelope), None if it has
+    none: a record that is not an envelope can still be dead-lettered and logged."""
+    found = header(record.headers, HEADER_CORRELATION_ID)
+    if found:
+        return found
+    try:
+        return correlation_of(record.headers, decode_envelope(record.value))
+    except UndecodableMessage:
+        return None
+
+
+def batch_correlation(records: Sequence[Record]) -> str | None:
+    """The one correlation id every record of a batch shares (headers only: a batch is read
+    on the hot path), else None: each record's own lines then name their own."""
+    found: str | None = None
+    for record in records:
+        correlation = header(record.headers, HEADER_CORRELATION_ID)
+        if correlation is None or (found is not None and correlation != found):
+            return None
+        found = correlation
+    return found
+
+
+@contextlib.contextmanager
+def correlated(correlation_id: str | None) -> Iterator[None]:
+    """Every line logged meanwhile (by this loop and by the handler it calls) carries
+    `correlation_id`, unless the line names one itself."""
+    if correlation_id is None:
+        yield
+        return
+    with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+        yield
 
 
 def _name(tp: TopicPartition) -> str:
