@@ -47,6 +47,7 @@ event_archive = Table(
     Column("envelope", LONGTEXT().with_variant(Text(), "sqlite"), nullable=False),
     Index("ix_event_archive_order", "topic", "partition_no", "source_offset"),
     Index("ix_event_archive_type", "event_type", "occurred_at"),
+    Index("ix_event_archive_correlation", "correlation_id"),
 )
 
 consumer_positions = consumer_positions_table(metadata)
