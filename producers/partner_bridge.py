@@ -27,12 +27,11 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import date
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from aiokafka import AIOKafkaProducer, TopicPartition
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
@@ -46,11 +45,19 @@ from schemas.envelope import (
 )
 from schemas.lodging import (
     LODGING_NAMESPACE,
-    MAX_NIGHTS,
     ApplyPartnerBlock,
     ApplyPartnerReservation,
     Stay,
     partner_command_id,
+)
+from schemas.partner import (
+    RESERVATION_CHANGES,
+    RESERVATION_PREFIX,
+    BlockData,
+    Kind,
+    PartnerEvent,
+    RateData,
+    ReservationData,
 )
 from schemas.registration import Command
 from schemas.registry import wrap
@@ -61,84 +68,10 @@ log = structlog.get_logger(__name__)
 ACTOR = "partner"
 MAX_EVENT_BYTES = 64 * 1024
 """A partner event is a few hundred bytes; anything this large is refused unread."""
-MAX_SEQUENCE = 2**63 - 1
-"""Sequences are stored in BIGINT columns."""
-MAX_RATE_CENTS = 100_000_000
-MAX_TOTAL_CENTS = MAX_RATE_CENTS * MAX_NIGHTS
-MAX_TEXT = 1000
-MAX_ITEMS = 100
-"""Partner strings and lists are bounded here only so a huge value is refused cheaply; what
-a valid hotel code, guest list or reference is, the command schema says."""
-
-PartnerText = Annotated[str, Field(max_length=MAX_TEXT)]
-EventId = Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,64}$")]
-"""Printable ASCII without spaces: the partner's ids are UUIDs today, and an id ends up in
-our logs and our command ids."""
 
 
 class UnreadablePartnerEvent(UndecodableMessage):
     """A partner record the bridge cannot translate: it belongs in the dead-letter topic."""
-
-
-class _PartnerModel(BaseModel):
-    """A third party's format: strict about the fields the bridge uses, silent about any it
-    does not (the partner may add fields without telling us)."""
-
-    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
-
-
-class ReservationData(_PartnerModel):
-    """The reservation as it stands after the change (only the fields the bridge uses)."""
-
-    ack: PartnerText
-    reference: PartnerText
-    hotel: PartnerText
-    room_type: PartnerText
-    check_in: date
-    check_out: date
-    guests: Annotated[list[PartnerText], Field(max_length=MAX_ITEMS)]
-    total_cents: int = Field(ge=0, le=MAX_TOTAL_CENTS)
-    by: Literal["guest", "hotel"] = "guest"
-    """Who made the change; absent on holds and waitlistings, which the guest asked for."""
-
-
-class BlockData(_PartnerModel):
-    hotel: PartnerText
-    room_type: PartnerText
-    night: date
-    size: int = Field(ge=0, le=100_000)
-
-
-class RateData(_PartnerModel):
-    hotel: PartnerText
-    room_type: PartnerText
-    night: date
-    rate_cents: int = Field(ge=0, le=MAX_RATE_CENTS)
-
-
-DataT = TypeVar("DataT", bound=_PartnerModel)
-
-
-class PartnerEvent(_PartnerModel, Generic[DataT]):
-    """One record of the partner's feed; `sequence` orders one convention's events."""
-
-    event_id: EventId
-    type: PartnerText
-    convention_id: uuid.UUID
-    sequence: int = Field(ge=0, le=MAX_SEQUENCE)
-    occurred_at: AwareDatetime
-    ack: PartnerText | None = None
-    data: DataT
-
-
-class _Kind(_PartnerModel):
-    """Just enough of a record to pick the model that reads the rest."""
-
-    type: Annotated[str, Field(max_length=100)]
-
-
-RESERVATION_CHANGES = ("held", "waitlisted", "confirmed", "cancelled", "modified")
-RESERVATION_PREFIX = "reservation."
 
 
 def translate(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) -> Envelope:
@@ -152,7 +85,7 @@ def translate(value: bytes | None, headers: Sequence[tuple[str, bytes]] | None) 
             f"record of {len(value)} bytes is larger than a partner event can be "
             f"({MAX_EVENT_BYTES})"
         )
-    kind = _parse(_Kind, value).type
+    kind = _parse(Kind, value).type
     sent_as = header(headers, HEADER_TYPE)
     if sent_as is not None and sent_as != kind:
         raise UnreadablePartnerEvent(

@@ -16,13 +16,11 @@ from __future__ import annotations
 import inspect
 import json
 import sys
-import uuid
 from collections.abc import Sequence
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from schemas.accounts import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, AccountMessage
@@ -40,6 +38,7 @@ from schemas.envelope import (
 )
 from schemas.lodging import LODGING_COMMANDS, LODGING_EVENTS
 from schemas.orders import ORDER_COMMANDS, ORDER_EVENTS
+from schemas.partner import DATA_OF, PartnerEvent
 from schemas.registration import COMMANDS, EVENTS, Message
 from schemas.registry import UPCASTERS
 from schemas.topics import Topics
@@ -50,69 +49,6 @@ DOCUMENT_PATH = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json
 SCHEMAS = "#/components/schemas/"
 
 ContractMessage = type[Message] | type[AccountMessage]
-
-
-# --- the partner's format -------------------------------------------------------------------
-
-
-class _PartnerFeed(BaseModel):
-    """The partner's format, as far as Butterfly reads it: the partner may add fields."""
-
-    model_config = ConfigDict(extra="allow")
-
-
-class PartnerReservation(_PartnerFeed):
-    """The reservation as it stands after the change."""
-
-    ack: str
-    reference: str
-    hotel: str
-    room_type: str
-    check_in: date
-    check_out: date
-    guests: list[str]
-    total_cents: Annotated[int, Field(ge=0)]
-    by: Literal["guest", "hotel"] = "guest"
-    """Who made the change; absent on holds and waitlistings, which the guest asked for."""
-
-
-class PartnerBlock(_PartnerFeed):
-    """A room block's size on one night."""
-
-    hotel: str
-    room_type: str
-    night: date
-    size: Annotated[int, Field(ge=0)]
-
-
-class PartnerRate(_PartnerFeed):
-    """A room block's rate on one night."""
-
-    hotel: str
-    room_type: str
-    night: date
-    rate_cents: Annotated[int, Field(ge=0)]
-
-
-class PartnerEvent(_PartnerFeed):
-    """One record of the partner's feed, keyed by its convention id (ours, as text);
-    `sequence` orders one convention's events, which may arrive twice or out of order."""
-
-    event_id: str
-    type: str
-    convention_id: uuid.UUID
-    sequence: Annotated[int, Field(ge=0)]
-    occurred_at: datetime
-    ack: str | None = None
-    data: dict[str, Any]
-
-
-PARTNER_RESERVATION_CHANGES = ("held", "waitlisted", "confirmed", "cancelled", "modified")
-PARTNER_TYPES: dict[str, type[_PartnerFeed]] = {
-    **{f"reservation.{change}": PartnerReservation for change in PARTNER_RESERVATION_CHANGES},
-    "block.changed": PartnerBlock,
-    "rate.changed": PartnerRate,
-}
 
 
 # --- the document ---------------------------------------------------------------------------
@@ -134,7 +70,7 @@ def asyncapi_document(topic_prefix: str = Topics.prefix) -> dict[str, Any]:
     """The AsyncAPI document of every topic under `topic_prefix`."""
     topics = Topics(topic_prefix)
     envelope_channels = channel_messages(topics)
-    contract: list[type[BaseModel]] = [Envelope, PartnerEvent, *PARTNER_TYPES.values()]
+    contract: list[type[BaseModel]] = [Envelope, PartnerEvent, *DATA_OF.values()]
     for _, classes in envelope_channels.values():
         contract.extend(classes)
     refs, definitions = models_json_schema(
@@ -153,7 +89,7 @@ def asyncapi_document(topic_prefix: str = Topics.prefix) -> dict[str, Any]:
         for cls in classes:
             messages[cls.message_type] = _envelope_message(cls, ref(Envelope), ref(cls), key)
         _add_channel(channels, operations, name, topic, [c.message_type for c in classes])
-    for type_name, data in PARTNER_TYPES.items():
+    for type_name, data in DATA_OF.items():
         messages[_partner_message_name(type_name)] = _partner_message(
             type_name, ref(PartnerEvent), ref(data)
         )
@@ -162,7 +98,7 @@ def asyncapi_document(topic_prefix: str = Topics.prefix) -> dict[str, Any]:
         operations,
         "partnerLodgingEvents",
         topics.partner_lodging_events,
-        [_partner_message_name(t) for t in PARTNER_TYPES],
+        [_partner_message_name(t) for t in DATA_OF],
         action="receive",
         description="The lodging partner's own feed, in its own format; the partner bridge "
         "turns each event into a lodging command.",
