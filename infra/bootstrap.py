@@ -518,20 +518,34 @@ def _dedup_retention(
     )
 
 
+def projector_handler(settings: Settings, name: str) -> tuple[BatchHandler, tuple[str, ...]]:
+    """A projector's handler and the topics it reads, in the order their batches apply: the
+    live role and a replay into other tables (projections.replay) run this same code."""
+    topics = topics_of(settings)
+    if name == "website":
+        return WebsiteProjector(topics, decider_group(settings)), website_sources(topics)
+    if name == "lodging":
+        return LodgingProjector(topics), lodging_read_sources(topics)
+    if name == "accounts":
+        return AccountsProjector(), (topics.account_events,)
+    if name == "orders":
+        return OrdersProjector(), (topics.registration_events,)
+    if name == "reporting":
+        return EventArchiver(settings.reporting_pseudonym_key), topics.event_topics()
+    raise ValueError(f"unknown projector {name!r}; known: {', '.join(PROJECTORS)}")
+
+
 def build_projector(
     settings: Settings, name: str, *, max_records: int = 1000, group: str | None = None
 ) -> ConsumerRole:
     """`group` overrides the consumer group, to replay into other databases side by side."""
     topics = topics_of(settings)
-    handler: BatchHandler
+    handler, sources = projector_handler(settings, name)
     positions: Table
-    sources: tuple[str, ...]
     on_idle = None
     if name == "website":
         engine = make_engine(settings.db.read_url, pool_size=4)
-        handler = WebsiteProjector(topics, decider_group(settings))
         positions = read_tables.consumer_positions
-        sources = website_sources(topics)
         on_idle = _dedup_retention(
             settings,
             engine,
@@ -543,9 +557,7 @@ def build_projector(
         ).when_idle
     elif name == "lodging":
         engine = make_engine(settings.db.read_url, pool_size=4)
-        handler = LodgingProjector(topics)
         positions = read_tables.consumer_positions
-        sources = lodging_read_sources(topics)
         on_idle = _dedup_retention(
             settings,
             engine,
@@ -557,9 +569,7 @@ def build_projector(
         ).when_idle
     elif name == "accounts":
         engine = make_engine(settings.db.read_url, pool_size=2)
-        handler = AccountsProjector()
         positions = read_tables.consumer_positions
-        sources = (topics.account_events,)
         on_idle = _dedup_retention(
             settings,
             engine,
@@ -571,22 +581,16 @@ def build_projector(
         ).when_idle
     elif name == "orders":
         engine = make_engine(settings.db.read_url, pool_size=2)
-        handler = OrdersProjector()
         positions = read_tables.consumer_positions
-        sources = (topics.registration_events,)
         on_idle = _dedup_retention(
             settings,
             engine,
             [Purge(orders_read.applied_events, orders_read.applied_events.c.applied_at)],
             command_topic=topics.registration_commands,
         ).when_idle
-    elif name == "reporting":
-        engine = make_engine(settings.db.reporting_url, pool_size=4)
-        handler = EventArchiver(settings.reporting_pseudonym_key)
-        positions = reporting_tables.consumer_positions
-        sources = topics.event_topics()
     else:
-        raise ValueError(f"unknown projector {name!r}; known: {', '.join(PROJECTORS)}")
+        engine = make_engine(settings.db.reporting_url, pool_size=4)
+        positions = reporting_tables.consumer_positions
     producer = make_producer(settings.kafka_bootstrap_servers)
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(

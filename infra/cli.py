@@ -19,6 +19,7 @@ from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
 from infra.runtime import tune_garbage_collection
 from infra.settings import Settings, get_settings
+from projections.replay import REPLAYABLE
 
 if TYPE_CHECKING:
     from infra.pipeline.health import PartitionProgress
@@ -161,6 +162,9 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> None:
     from projections.progress import Progress
     from projections.rebuild import rebuild_website, reset_projection
 
+    if args.name == "write":
+        _rebuild_write(settings, args)
+        return
     if args.name == "website":
         report = asyncio.run(rebuild_website(settings, progress=Progress("rebuild website ")))
         log.info(
@@ -180,6 +184,71 @@ def _rebuild(settings: Settings, args: argparse.Namespace) -> None:
         "projection_reset",
         projection=args.name,
         next_step=f"start `butterfly projector {args.name}` to replay every event",
+    )
+
+
+def _rebuild_write(settings: Settings, args: argparse.Namespace) -> None:
+    """Compare the decider tables with the state folded from the event topics; exits 1 on
+    any difference (nothing is written)."""
+    from infra.rebuild_write import rebuild_write
+
+    report = asyncio.run(rebuild_write(settings))
+    if args.json:
+        print(json.dumps(report.as_json(), indent=2))
+    else:
+        for line in report.lines():
+            print(line)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _restore(settings: Settings, args: argparse.Namespace) -> None:
+    from infra.restore import RestoreRefused, restore
+    from projections.progress import Progress
+
+    label = "restore (dry run) " if args.dry_run else "restore "
+    try:
+        report = asyncio.run(restore(settings, dry_run=args.dry_run, progress=Progress(label)))
+    except RestoreRefused as exc:
+        sys.exit(f"butterfly restore: {exc}")
+    print(report.render())
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> None:
+    from projections.progress import Progress
+    from projections.replay import replay
+
+    report = asyncio.run(
+        replay(
+            settings,
+            args.name,
+            progress=Progress(f"replay {args.name} "),
+            force=args.force,
+            drop_old=args.drop_old,
+        )
+    )
+    print(
+        f"{'table':<28} {'live rows':>10} {'live checksum':>14} {'green rows':>10} "
+        f"{'green checksum':>14}  equal"
+    )
+    for check in report.checks:
+        print(
+            f"{check.table:<28} {check.live_rows:>10} {check.live_checksum!s:>14} "
+            f"{check.green_rows:>10} {check.green_checksum!s:>14}  "
+            f"{'yes' if check.equal else 'NO'}"
+        )
+    if not report.comparable:
+        print(
+            "the live projector was behind the replay: the tables were not compared at the "
+            "same positions"
+        )
+    if report.swapped:
+        kept = f"; the old tables are in {report.old}" if report.old else ""
+        print(f"swapped in the replayed {args.name} tables{kept}")
+        return
+    sys.exit(
+        f"not swapped: the replayed tables do not match the live ones (kept in {report.green}; "
+        "drop that database when done, or replay with --force)"
     )
 
 
@@ -353,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="drop the dev databases first (always done with a new embedded broker)",
+        help="drop the dev databases first (done anyway with a new embedded broker when "
+        "there is no event archive to refill it from)",
     )
     p.set_defaults(func=_dev)
 
@@ -428,10 +498,38 @@ def build_parser() -> argparse.ArgumentParser:
         "rebuild",
         help="rebuild a projection from the topics (stop that projector first): website "
         "is rebuilt here and now; the others are emptied, and their projector replays every "
-        "event",
+        "event; `write` folds the deciders' state from their event topics and compares it "
+        "with the decider tables (exits 1 on any difference)",
     )
-    p.add_argument("name", choices=PROJECTORS)
+    p.add_argument("name", choices=(*PROJECTORS, "write"))
+    p.add_argument("--json", action="store_true", help="write: the comparison as JSON")
     p.set_defaults(func=_rebuild)
+
+    p = sub.add_parser(
+        "restore",
+        help="refill a wiped broker from the event archive (refused when the event topics "
+        "hold records), then move every consumer group's stored positions onto the refilled "
+        "topics (command topics start again at 0)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say what it would do, change nothing")
+    p.set_defaults(func=_restore)
+
+    p = sub.add_parser(
+        "replay",
+        help="rebuild a projection from the topics into fresh tables while its projector "
+        "runs, compare every table's rows and checksum with the live one, and swap them in",
+    )
+    p.add_argument("name", choices=REPLAYABLE)
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="swap even if a table differs (a live projector behind the replay is fenced out "
+        "of the partitions it was behind on until its group rebalances)",
+    )
+    p.add_argument(
+        "--drop-old", action="store_true", help="drop the replaced tables instead of keeping them"
+    )
+    p.set_defaults(func=_replay)
 
     p = sub.add_parser(
         "status",

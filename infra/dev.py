@@ -15,6 +15,7 @@ import structlog
 
 from infra.logging import LOG_FORMAT_VARIABLE, chosen_rendering
 from infra.migrate import drop_databases, migrate
+from infra.restore import RestoreRefused, archived_events, nonempty_partitions, restore
 from infra.services import (
     ServiceUnavailable,
     StoppableService,
@@ -30,6 +31,7 @@ from infra.simulators.payments.store import database_name as payments_database
 from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Role, Supervisor
 from producers.kafka import ensure_topics
+from projections.progress import Progress
 from schemas.topics import Topics
 
 log = structlog.get_logger("butterfly.dev")
@@ -112,6 +114,23 @@ async def announce_ready(url: str, within: float = 120.0) -> None:
     print(f"Butterfly is not ready after {within:g} s: see {url}\n", flush=True)
 
 
+async def _restore_broker(settings: Settings, archived: int) -> None:
+    """The broker is empty but the databases are not: refill it from the archive and keep
+    them, rather than pair them with a broker they are ahead of."""
+    log.info(
+        "restoring_broker",
+        reason="the event topics are empty and the event archive holds events: the broker "
+        "is refilled from it and the databases are kept (`butterfly dev --fresh` starts "
+        "from nothing)",
+        events=archived,
+    )
+    try:
+        report = await restore(settings, progress=Progress("restore "))
+    except RestoreRefused as exc:
+        sys.exit(f"butterfly dev: cannot refill the broker: {exc}")
+    print(report.render(), flush=True)
+
+
 async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
     run_dir = Path(settings.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -133,13 +152,14 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
                 "redis_url": redis_url,
             }
         )
-        if broker is not None or fresh:
+        archived = 0 if fresh else await archived_events(settings)
+        if fresh or (broker is not None and not archived):
             log.info(
                 "fresh_databases",
-                reason="the embedded broker keeps nothing across "
-                "restarts, so the databases start empty with it"
-                if broker
-                else "--fresh",
+                reason="--fresh"
+                if fresh
+                else "the embedded broker keeps nothing across restarts and there is no "
+                "event archive to refill it from, so the databases start empty with it",
                 databases=[
                     *settings.db.names(),
                     partner_database(settings),
@@ -151,6 +171,8 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             await drop_payments_store(settings)
         await migrate(settings)
         topics = Topics(settings.topic_prefix)
+        if archived and not await nonempty_partitions(bootstrap, topics.event_topics()):
+            await _restore_broker(settings, archived)
         await ensure_topics(
             bootstrap,
             topics=topics.all(),

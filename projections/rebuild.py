@@ -121,7 +121,7 @@ async def rebuild_website(settings: Settings, *, progress: Progress | None = Non
     await consumer.start()
     try:
         sources = website_sources(topics)
-        partitions = await _partitions(consumer, sources)
+        partitions = await topic_partitions(consumer, sources)
         starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
         bar = progress or Progress(stream=None)
@@ -130,7 +130,7 @@ async def rebuild_website(settings: Settings, *, progress: Progress | None = Non
         events = 0
         for topic in (topics.registration_events, topics.dead_letter, topics.registration_commands):
             mine = [tp for tp in partitions if tp.topic == topic]
-            async for records in _read(consumer, mine, starts, ends):
+            async for records in read_to_ends(consumer, mine, starts, ends):
                 batch = projector.decode(records, pending_matters=image.pending_matters)
                 image.apply(batch.changes)
                 image.fold_events(batch.events)
@@ -156,7 +156,11 @@ async def rebuild_website(settings: Settings, *, progress: Progress | None = Non
     return report
 
 
-async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list[TopicPartition]:
+async def topic_partitions(
+    consumer: AIOKafkaConsumer, topics: Sequence[str]
+) -> list[TopicPartition]:
+    """Every partition of these topics, asking the broker once more for one it has not
+    reported yet."""
     found: list[TopicPartition] = []
     for topic in topics:
         numbers = consumer.partitions_for_topic(topic)
@@ -169,7 +173,7 @@ async def _partitions(consumer: AIOKafkaConsumer, topics: Sequence[str]) -> list
     return found
 
 
-async def _read(
+async def read_to_ends(
     consumer: AIOKafkaConsumer,
     partitions: list[TopicPartition],
     starts: dict[TopicPartition, int],

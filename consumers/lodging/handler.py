@@ -359,7 +359,7 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
     await upsert(
         conn,
         t.conventions,
-        [_convention_row(state.conventions[cid]) for cid in sorted(state.changed_conventions)],
+        [convention_row(state.conventions[cid]) for cid in sorted(state.changed_conventions)],
     )
     await upsert(
         conn,
@@ -376,13 +376,13 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
     await upsert(
         conn,
         t.requests,
-        [_request_row(state.requests[rid]) for rid in sorted(state.changed_requests)],
+        [request_row(state.requests[rid]) for rid in sorted(state.changed_requests)],
     )
     await upsert(
         conn,
         t.blocks,
         [
-            _block_row(cid, state.blocks_of(cid)[key])
+            block_row(cid, state.blocks_of(cid)[key])
             for cid, key in sorted(state.changed_blocks, key=lambda k: (str(k[0]), k[1]))
         ],
     )
@@ -390,7 +390,7 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
         conn,
         t.lottery_entries,
         [
-            _entry_row(cid, state.entries_of(cid)[rid])
+            entry_row(cid, state.entries_of(cid)[rid])
             for cid, rid in sorted(state.changed_entries, key=str)
             if rid in state.entries_of(cid)
         ],
@@ -406,7 +406,7 @@ async def save_state(conn: AsyncConnection, state: LodgingState) -> None:
         )
 
 
-def _convention_row(convention: ConventionLodging) -> dict[str, Any]:
+def convention_row(convention: ConventionLodging) -> dict[str, Any]:
     return {
         "convention_id": str(convention.convention_id),
         "starts_on": convention.starts_on,
@@ -420,7 +420,7 @@ def _convention_row(convention: ConventionLodging) -> dict[str, Any]:
     }
 
 
-def _request_row(request: RoomRequest) -> dict[str, Any]:
+def request_row(request: RoomRequest) -> dict[str, Any]:
     return {
         "request_id": str(request.request_id),
         "convention_id": str(request.convention_id),
@@ -448,7 +448,7 @@ def _request_row(request: RoomRequest) -> dict[str, Any]:
     }
 
 
-def _block_row(convention_id: uuid.UUID, block: Block) -> dict[str, Any]:
+def block_row(convention_id: uuid.UUID, block: Block) -> dict[str, Any]:
     return {
         "convention_id": str(convention_id),
         "hotel": block.hotel,
@@ -463,7 +463,7 @@ def _block_row(convention_id: uuid.UUID, block: Block) -> dict[str, Any]:
     }
 
 
-def _entry_row(convention_id: uuid.UUID, entry: LotteryEntry) -> dict[str, Any]:
+def entry_row(convention_id: uuid.UUID, entry: LotteryEntry) -> dict[str, Any]:
     return {
         "convention_id": str(convention_id),
         "registration_id": str(entry.registration_id),

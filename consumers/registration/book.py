@@ -212,30 +212,9 @@ class RegistrationBook:
         """Write back what the decided events changed."""
         for cid in sorted(self._new_conventions, key=str):
             c = self.conventions[cid]
-            await conn.execute(
-                insert(t.conventions).values(
-                    convention_id=str(cid),
-                    name=c.name,
-                    status=c.status.value,
-                    request_hash=c.request_hash,
-                    catalogue=catalogue_json(c),
-                )
-            )
+            await conn.execute(insert(t.conventions).values(**convention_row(c)))
             if c.badge_types:
-                await conn.execute(
-                    insert(t.badge_types),
-                    [
-                        {
-                            "convention_id": str(cid),
-                            "code": b.code,
-                            "name": b.name,
-                            "price_cents": b.price_cents,
-                            "quota": b.quota,
-                            "confirmed": b.taken,
-                        }
-                        for b in c.badge_types
-                    ],
-                )
+                await conn.execute(insert(t.badge_types), _badge_rows(c))
         entries: list[dict[str, Any]] = []
         for cid in sorted(self._dirty_conventions - self._new_conventions, key=str):
             c, before = self.conventions[cid], self._before[cid]
@@ -301,6 +280,49 @@ class RegistrationBook:
             )
         await upsert(conn, t.orders, orders)
         await upsert(conn, t.refunds, refunds)
+
+
+def state_rows(
+    conventions: Iterable[Convention], registrations: Iterable[Registration]
+) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the decider's tables for these conventions and registrations, by table
+    name, as `RegistrationBook.save` writes them: what state folded from the events alone
+    must find in the live tables."""
+    tables = ("conventions", "badge_types", "waitlist_entries", "registrations", "orders")
+    rows: dict[str, list[dict[str, Any]]] = {name: [] for name in (*tables, "refunds")}
+    for c in conventions:
+        rows["conventions"].append(convention_row(c))
+        rows["badge_types"].extend(_badge_rows(c))
+        rows["waitlist_entries"].extend(_entry_row(c.convention_id, e) for e in c.waitlist)
+    for r in registrations:
+        rows["registrations"].append(_registration_row(r))
+        rows["orders"].extend(_order_row(r, o) for o in r.orders)
+        rows["refunds"].extend(_refund_row(r, refund) for refund in r.refunds)
+    return rows
+
+
+def convention_row(c: Convention) -> dict[str, Any]:
+    return {
+        "convention_id": str(c.convention_id),
+        "name": c.name,
+        "status": c.status.value,
+        "request_hash": c.request_hash,
+        "catalogue": catalogue_json(c),
+    }
+
+
+def _badge_rows(c: Convention) -> list[dict[str, Any]]:
+    return [
+        {
+            "convention_id": str(c.convention_id),
+            "code": b.code,
+            "name": b.name,
+            "price_cents": b.price_cents,
+            "quota": b.quota,
+            "confirmed": b.taken,
+        }
+        for b in c.badge_types
+    ]
 
 
 def _registration_named(command: Command, convention: Convention | None) -> uuid.UUID | None:
