@@ -12,12 +12,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal
 
-from sqlalchemy import Table, and_, delete, func, select, update
+from sqlalchemy import Table, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql import ColumnElement
@@ -719,36 +719,110 @@ def _where(table: Table, where: Mapping[str, Any]) -> ColumnElement[bool]:
 
 
 async def apply_writes(conn: AsyncConnection, writes: Sequence[Write]) -> None:
-    """Run the writes in order: later ones may read what earlier ones wrote."""
+    """Run a batch's writes with as few statements as the order allows.
+
+    Writes to one table keep their order, and a run of them with the same shape (operation,
+    columns, keys) is one statement for all its rows; tables touch nothing but themselves,
+    so they go one after the other; the recounts, which read the order lines, go last (a
+    recount computes from whatever lines stand, so running it once at the end is running
+    it after every change it follows)."""
+    recounts: dict[str, None] = {}
+    by_table: dict[str, list[Write]] = {}
     for write in writes:
-        table = write.table
-        keys = {column.name for column in table.primary_key.columns}
-        if write.op in ("upsert", "accumulate"):
-            stmt = insert(table).values(dict(write.values))
-            changes = {
-                name: stmt.inserted[name]
-                if write.op == "upsert"
-                else table.c[name] + stmt.inserted[name]
-                for name in write.values
-                if name not in keys
-            }
-            await conn.execute(stmt.on_duplicate_key_update(changes))
-        elif write.op == "insert_ignore":
-            await conn.execute(insert(table).prefix_with("IGNORE").values(dict(write.values)))
-        elif write.op == "update":
-            await conn.execute(
-                update(table).where(_where(table, write.where)).values(dict(write.values))
-            )
-        elif write.op == "add":
-            await conn.execute(
-                update(table)
-                .where(_where(table, write.where))
-                .values({name: table.c[name] + value for name, value in write.values.items()})
-            )
-        elif write.op == "delete":
-            await conn.execute(delete(table).where(_where(table, write.where)))
+        if write.op == "recount":
+            recounts[str(write.where["registration_id"])] = None
         else:
-            await _recount(conn, str(write.where["registration_id"]))
+            by_table.setdefault(write.table.name, []).append(write)
+    for table_writes in by_table.values():
+        for run in _runs(table_writes):
+            await _apply_run(conn, run)
+    for registration_id in recounts:
+        await _recount(conn, registration_id)
+
+
+def _shape(write: Write) -> tuple[object, ...]:
+    return (
+        write.op,
+        tuple(write.values),
+        tuple(write.where),
+        any(isinstance(value, tuple) for value in write.where.values()),
+    )
+
+
+def _runs(writes: Sequence[Write]) -> Iterator[list[Write]]:
+    """Consecutive writes of the same shape, together."""
+    run: list[Write] = []
+    for write in writes:
+        if run and _shape(run[-1]) != _shape(write):
+            yield run
+            run = []
+        run.append(write)
+    if run:
+        yield run
+
+
+async def _apply_run(conn: AsyncConnection, run: list[Write]) -> None:
+    """One statement for a run of same-shaped writes: an insert of many rows (MariaDB
+    applies them one after the other, so a key twice is upserted or added to twice), or an
+    update run once per row."""
+    first = run[0]
+    table = first.table
+    if first.op in ("upsert", "accumulate", "insert_ignore"):
+        rows = [dict(write.values) for write in run]
+        if first.op == "insert_ignore":
+            await conn.execute(insert(table).prefix_with("IGNORE"), rows)
+            return
+        keys = {column.name for column in table.primary_key.columns}
+        inserting = insert(table)
+        changes = {
+            name: inserting.inserted[name]
+            if first.op == "upsert"
+            else table.c[name] + inserting.inserted[name]
+            for name in first.values
+            if name not in keys
+        }
+        await conn.execute(inserting.on_duplicate_key_update(changes), rows)
+        return
+    if any(isinstance(value, tuple) for value in first.where.values()):
+        for write in run:
+            await _apply_one(conn, write)
+        return
+    where = and_(*(table.c[name] == bindparam(f"w_{name}") for name in first.where))
+    params = [
+        {
+            **{f"v_{k}": v for k, v in write.values.items()},
+            **{f"w_{k}": v for k, v in write.where.items()},
+        }
+        for write in run
+    ]
+    if first.op == "update":
+        stmt = update(table).where(where).values({k: bindparam(f"v_{k}") for k in first.values})
+    elif first.op == "add":
+        stmt = (
+            update(table)
+            .where(where)
+            .values({k: table.c[k] + bindparam(f"v_{k}") for k in first.values})
+        )
+    else:
+        await conn.execute(delete(table).where(where), params)
+        return
+    await conn.execute(stmt, params)
+
+
+async def _apply_one(conn: AsyncConnection, write: Write) -> None:
+    table = write.table
+    if write.op == "update":
+        await conn.execute(
+            update(table).where(_where(table, write.where)).values(dict(write.values))
+        )
+    elif write.op == "add":
+        await conn.execute(
+            update(table)
+            .where(_where(table, write.where))
+            .values({name: table.c[name] + value for name, value in write.values.items()})
+        )
+    else:
+        await conn.execute(delete(table).where(_where(table, write.where)))
 
 
 async def _recount(conn: AsyncConnection, registration_id: str) -> None:
