@@ -104,9 +104,9 @@ def start_stack() -> Stack:
 
     tag = secrets.token_hex(4)
     ports: set[int] = set()
-    while len(ports) < 3:
+    while len(ports) < 4:
         ports.add(free_port())
-    http_port, partner_port, kafka_port = sorted(ports)
+    http_port, partner_port, payment_port, kafka_port = sorted(ports)
     run_dir = Path(tempfile.mkdtemp(prefix=f"butterfly-bench-{tag}-"))
     settings = Settings()
     stack = Stack(
@@ -122,6 +122,7 @@ def start_stack() -> Stack:
     overrides = {
         "BUTTERFLY_HTTP_PORT": str(http_port),
         "BUTTERFLY_PARTNER_PORT": str(partner_port),
+        "BUTTERFLY_PAYMENT_SIM_PORT": str(payment_port),
         "BUTTERFLY_EMBEDDED_KAFKA_PORT": str(kafka_port),
         "BUTTERFLY_TOPIC_PREFIX": stack.topic_prefix,
         "BUTTERFLY_DB_PREFIX": stack.db_prefix,
@@ -198,6 +199,7 @@ def _role_environment(dev_pid: int) -> dict[str, str]:
 def stop_stack(stack: Stack, *, keep_logs: bool) -> None:
     from infra.migrate import drop_databases
     from infra.simulators.lodging.store import drop_store
+    from infra.simulators.payments.store import drop_store as drop_payment_store
 
     process = stack.process
     if process is None:
@@ -230,7 +232,11 @@ def stop_stack(stack: Stack, *, keep_logs: bool) -> None:
     try:
         asyncio.run(drop_databases(stack.settings()))
         asyncio.run(drop_store(stack.settings()))
-        line("databases", f"dropped {stack.db_prefix}_* (the lodging partner's too)")
+        asyncio.run(drop_payment_store(stack.settings()))
+        line(
+            "databases",
+            f"dropped {stack.db_prefix}_* (the lodging partner's and the payment provider's too)",
+        )
     except Exception as exc:
         line("databases", f"could not drop {stack.db_prefix}_*: {exc!r}")
     if not stack.owns_broker:
