@@ -19,6 +19,7 @@ from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
+from infra.pipeline.faults import is_transient
 from projections.reporting import tables as t
 from projections.reporting.star import StarImage, apply_writes, load_known
 from schemas.envelope import Envelope, UndecodableMessage, decode_envelope
@@ -49,9 +50,34 @@ class EventArchiver:
             insert(t.event_archive).prefix_with("IGNORE"),
             [_archive_row(record, envelope) for record, envelope in decoded],
         )
-        if self.pseudonym_key is not None:
-            dead_letters += await self._project(conn, fresh)
+        if self.pseudonym_key is not None and fresh:
+            dead_letters += await self._project_apart(conn, fresh)
         return HandledBatch(dead_letters=dead_letters)
+
+    async def _project_apart(
+        self, conn: AsyncConnection, fresh: list[tuple[Record, Envelope]]
+    ) -> list[DeadLetter]:
+        """The star schema is written under a savepoint of the archive's transaction: a
+        batch it cannot take is tried again event by event, and an event it cannot take at
+        all is dead-lettered while the archive keeps it (the archive is what a wiped broker
+        is restored from; the star schema is rebuilt from it). A transient fault (a lost
+        connection, a deadlock) still fails the whole transaction, to be retried."""
+        try:
+            async with conn.begin_nested():
+                return await self._project(conn, fresh)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+        dead_letters: list[DeadLetter] = []
+        for one in fresh:
+            try:
+                async with conn.begin_nested():
+                    dead_letters += await self._project(conn, [one])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                dead_letters.append(DeadLetter(one[0], exc))
+        return dead_letters
 
     async def _project(
         self, conn: AsyncConnection, decoded: list[tuple[Record, Envelope]]

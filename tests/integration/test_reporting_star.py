@@ -11,14 +11,18 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from aiokafka import ConsumerRecord, TopicPartition
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, create_async_engine
 
 from infra.bootstrap import build_decider, build_projector
+from infra.pipeline.exactly_once import DeadLetter
 from infra.settings import Settings
 from projections.reporting import tables as t
+from projections.reporting.archive import EventArchiver
 from projections.reporting.erd import DOC
+from schemas.envelope import Envelope
 from schemas.lodging import (
     BlockNight,
     HotelInventory,
@@ -28,7 +32,13 @@ from schemas.lodging import (
     Stay,
 )
 from schemas.orders import RecordPayment
-from schemas.registration import BadgeTypeSpec, CreateConvention, Message
+from schemas.registration import (
+    BadgeTypeSpec,
+    ConventionCreated,
+    ConventionOpened,
+    CreateConvention,
+    Message,
+)
 from schemas.registry import wrap
 from schemas.topics import Topics, lodging_key
 from tests.conftest import StackFactory
@@ -214,3 +224,64 @@ async def test_events_become_the_star_schema_the_examples_answer_and_analysts_on
                     await conn.execute(text(forbidden))
     finally:
         await engine.dispose()
+
+
+class _FailsOnOpening(EventArchiver):
+    """A star schema that cannot take one kind of event (as a bug or a value too large for a
+    column would make it)."""
+
+    async def _project(
+        self, conn: AsyncConnection, decoded: list[tuple[Any, Envelope]]
+    ) -> list[DeadLetter]:
+        if any(envelope.type == "ConventionOpened" for _, envelope in decoded):
+            raise ValueError("the star schema cannot take this event")
+        return await super()._project(conn, decoded)
+
+
+async def test_an_event_the_star_schema_cannot_take_is_set_aside_and_still_archived(
+    make_settings: StackFactory,
+) -> None:
+    settings = await make_settings()
+    cid = uuid.uuid4()
+    created = CreateConvention(
+        convention_id=cid,
+        name="Kept Con",
+        starts_on=date(2027, 5, 1),
+        ends_on=date(2027, 5, 2),
+        badge_types=(BadgeTypeSpec(code="STD", name="Standard", price_cents=0, quota=5),),
+        request_hash="x",
+    )
+    events = [
+        ConventionCreated(**created.model_dump(exclude={"request_hash"}), request_hash="x"),
+        ConventionOpened(convention_id=cid),
+    ]
+    topic = Topics(settings.topic_prefix).registration_events
+    records = []
+    for offset, event in enumerate(events):
+        envelope = wrap(
+            event,
+            message_id=uuid.uuid4(),
+            occurred_at=datetime.now(UTC),
+            correlation_id=uuid.uuid4(),
+            causation_id=None,
+            key=str(cid),
+            actor="test",
+        )
+        value = envelope.encode()
+        records.append(
+            ConsumerRecord(topic, 0, offset, 0, 0, str(cid).encode(), value, None, 36, len(value),
+                           envelope.headers())
+        )  # fmt: skip
+    async with engine_for(settings.db.reporting_url) as engine:
+        async with engine.begin() as conn:
+            handled = await _FailsOnOpening("key").handle(conn, TopicPartition(topic, 0), records)
+        [dead] = handled.dead_letters
+        assert dead.record is records[1]
+        async with engine.connect() as conn:
+            archived = (await conn.execute(select(t.event_archive.c.event_type))).scalars().all()
+            conventions = (
+                await conn.execute(select(t.dim_convention.c.name).where(
+                    t.dim_convention.c.convention_id == str(cid)))
+            ).scalars().all()  # fmt: skip
+    assert sorted(archived) == ["ConventionCreated", "ConventionOpened"]
+    assert conventions == ["Kept Con"], "the rest of the batch reached the star schema"
