@@ -316,11 +316,6 @@ class OrderReads:
             ).all()
             return [_entry_view(row, await _position(conn, row)) for row in rows]
 
-    async def entry_owner_key(self, entry_id: uuid.UUID) -> str | None:
-        w = t.waitlist_entries.c
-        row = await self._first(select(w.email_key).where(w.entry_id == str(entry_id)))
-        return None if row is None else row.email_key
-
     async def waitlists(self, convention_id: uuid.UUID) -> WaitlistsView:
         """Every line of the convention, each in its order, with every entry it ever had;
         places count the entries waiting or offered."""

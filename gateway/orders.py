@@ -51,7 +51,7 @@ from gateway.order_views import (
 )
 from gateway.problems import Problem
 from gateway.reads import Outcome
-from gateway.registrations import ATTENDEE, owner_of
+from gateway.registrations import ATTENDEE, DECIDED_FOR, owner_of
 from gateway.views import RegistrationView
 from schemas.identity import email_key
 from schemas.orders import (
@@ -79,8 +79,6 @@ VariantQuery = Annotated[
     ),
 ]
 QuantityQuery = Annotated[int, QueryParameter(ge=1, le=100, description="Units given back.")]
-HOLDING = ("confirmed", PENDING_PAYMENT)
-"""Registration statuses that hold a seat, and so may hold options too."""
 
 
 class OrderController(Controller):
@@ -543,7 +541,7 @@ async def _accepted_registration(
 
     async def probe() -> RegistrationDetail | None:
         known = await gateway.reads.registration(registration_id)
-        if known is None or known[0].status not in HOLDING:
+        if known is None or known[0].status not in DECIDED_FOR:
             return None
         current = await reads.entry(entry.entry_id)
         if current is None or current.status != "accepted":

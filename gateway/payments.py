@@ -31,7 +31,7 @@ from consumers.payments.provider import (
 )
 from gateway.accounts import may_see
 from gateway.deps import Gateway, IdempotencyKey, command_id_for, correlation_id
-from gateway.order_reads import until_shown
+from gateway.order_reads import PENDING_PAYMENT, until_shown
 from gateway.problems import Problem
 from projections.orders import tables as o
 from schemas.catalogue import Cents, Currency
@@ -46,7 +46,6 @@ SIGNATURE_TOLERANCE_SECONDS = 300
 NOTIFICATION_NAMESPACE = uuid.UUID("0b6f4f6e-5a47-4d0c-9d8e-3f2a7c1e9b52")
 PROVIDER = "payment-provider"
 RETRY_AFTER_SECONDS = 5
-PENDING_PAYMENT = "pending_payment"
 
 KNOWN_TYPES = ("payment.succeeded", "payment.failed", "refund.succeeded")
 

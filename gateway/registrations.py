@@ -32,6 +32,7 @@ from gateway.export import (
     registrations_csv,
 )
 from gateway.order_reads import (
+    PENDING_PAYMENT,
     OrderReads,
     registration_location,
     shows_registration,
@@ -45,7 +46,6 @@ from schemas.identity import email_key
 from schemas.registration import SET_ASIDE, CancelRegistration, RegisterAttendee, RejectionReason
 
 ATTENDEE = "attendee"
-PENDING_PAYMENT = "pending_payment"
 DECIDED_FOR = ("confirmed", PENDING_PAYMENT)
 """A registration decided in the attendee's favour: its seat is theirs (held until paid)."""
 CANCELLABLE = DECIDED_FOR
