@@ -17,12 +17,15 @@ from gateway.deps import Gateway
 from gateway.health import health, ready
 from gateway.lodging import AdminLodgingController, LodgingController
 from gateway.middleware import correlation_middleware, shed_load_middleware
+from gateway.operations import OperationsController
 from gateway.orders import AdminOrderController, OrderController, WaitlistController
 from gateway.payments import PaymentController, PaymentDesk
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
 from gateway.reports import ReportController
 from gateway.transfers import TransferController
+from gateway.web.pages import static_files, template_config
+from gateway.web.site import site_router
 from schemas.asyncapi import asyncapi_document, render
 
 
@@ -81,9 +84,12 @@ def create_app(
             TransferController,
             PaymentController,
             ReportController,
+            OperationsController,
             health,
             ready,
             asyncapi,
+            site_router,
+            static_files,
         ],
         dependencies={
             "gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False),
@@ -97,6 +103,7 @@ def create_app(
             shed_load_middleware(max_in_flight, shed_latency_seconds, shed_floor),
         ],
         request_max_body_size=max_body_bytes,
+        template_config=template_config,
         openapi_config=OpenAPIConfig(
             title="Butterfly",
             version="1.0.0",
