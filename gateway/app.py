@@ -24,7 +24,7 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
 from gateway.reports import ReportController
 from gateway.transfers import TransferController
-from gateway.web.pages import static_files, template_config
+from gateway.web.pages import pages_or_problems, static_files, template_config
 from gateway.web.site import site_router
 from schemas.asyncapi import asyncapi_document, render
 
@@ -95,7 +95,7 @@ def create_app(
             "gateway": Provide(lambda: gateway, use_cache=True, sync_to_thread=False),
             "payments": Provide(lambda: payments, use_cache=True, sync_to_thread=False),
         },
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=pages_or_problems(EXCEPTION_HANDLERS),
         on_startup=[start],
         on_shutdown=[stop],
         middleware=[

@@ -14,7 +14,7 @@ import httpx
 import structlog
 from aiokafka.errors import KafkaError
 from litestar import Request, Response
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
@@ -304,6 +304,31 @@ def _on_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Template:
         return error_page(request, 503)
     log.exception("page_error", path=request.url.path)
     return error_page(request, 500, "Something went wrong on our side; try again.")
+
+
+API_PREFIXES = ("/api/", "/schema", "/health")
+
+
+def pages_or_problems(
+    problems: dict[type[Exception] | int, Any],
+) -> dict[type[Exception] | int, Any]:
+    """The application's exception handlers: an address outside the API (a mistyped page,
+    a wrong method on one) is answered with a page; the API keeps its problem details."""
+
+    def choose(kind: type[Exception] | int, handler: Any) -> Any:
+        page_handler = PAGE_EXCEPTION_HANDLERS.get(kind, _on_http)
+
+        def handle(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+            if request.url.path.startswith(API_PREFIXES):
+                return handler(request, exc)  # type: ignore[no-any-return]
+            return page_handler(request, exc)  # type: ignore[no-any-return]
+
+        return handle
+
+    return {
+        kind: choose(kind, handler) if kind in (NotFoundException, HTTPException) else handler
+        for kind, handler in problems.items()
+    }
 
 
 PAGE_EXCEPTION_HANDLERS: dict[type[Exception] | int, Any] = {
