@@ -50,6 +50,9 @@ class Gateway:
     set up (then every caller is anonymous)."""
     reporting_engine: AsyncEngine | None = None
     """The reporting database the report routes read; None where it is not set up."""
+    kafka_bootstrap_servers: str = ""
+    """The broker the operations routes read the dead-letter topic from; empty where they
+    are not set up."""
 
     async def decide(
         self,
@@ -81,7 +84,7 @@ class Gateway:
         except BaseException:
             self.waiter.forget(ticket)
             raise
-        return await self.waiter.wait(ticket, self.decision_wait_seconds)
+        return await self.waiter.wait(ticket, decision_wait(request, self.decision_wait_seconds))
 
     async def database_answers(self) -> bool:
         try:
@@ -101,6 +104,20 @@ def correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
 
 def respond_async(request: Request[Any, Any, Any]) -> bool:
     return "respond-async" in request.headers.get("prefer", "").lower()
+
+
+def decision_wait(request: Request[Any, Any, Any], longest: float) -> float:
+    """How long to wait for a decision: `longest`, or less when the client asks with
+    `Prefer: wait=N` (RFC 7240), as the website does so that a rush answers with the
+    "being confirmed" page instead of a spinning form."""
+    for preference in request.headers.get("prefer", "").lower().split(","):
+        name, _, value = preference.strip().partition("=")
+        if name.strip() == "wait":
+            try:
+                return max(0.0, min(longest, float(value.strip().strip('"'))))
+            except ValueError:
+                return longest
+    return longest
 
 
 def command_id_for(scope: str, idempotency_key: str | None) -> uuid.UUID:

@@ -84,7 +84,9 @@ class Api:
     csrf_token: str | None = None
     extra_headers: dict[str, str] = field(default_factory=dict)
 
-    def _headers(self, idempotency_key: str | None, respond_async: bool) -> dict[str, str]:
+    def _headers(
+        self, idempotency_key: str | None, respond_async: bool, wait_seconds: float | None
+    ) -> dict[str, str]:
         headers = {"accept": "application/json", **self.extra_headers}
         cookie = self.request.headers.get("cookie")
         if cookie:
@@ -98,6 +100,8 @@ class Api:
             headers["idempotency-key"] = idempotency_key
         if respond_async:
             headers["prefer"] = "respond-async"
+        elif wait_seconds is not None:
+            headers["prefer"] = f"wait={wait_seconds:g}"
         return headers
 
     async def call(
@@ -109,6 +113,7 @@ class Api:
         params: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         respond_async: bool = False,
+        wait_seconds: float | None = None,
     ) -> Answer:
         client = self.request.client
         transport = httpx.ASGITransport(
@@ -124,7 +129,7 @@ class Api:
                 path,
                 json=json,
                 params=query,
-                headers=self._headers(idempotency_key, respond_async),
+                headers=self._headers(idempotency_key, respond_async, wait_seconds),
             )
         body: Any = None
         if response.content and "json" in response.headers.get("content-type", ""):
