@@ -214,6 +214,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         watch=build_consumer_watch(settings, read_engine),
         accounts=build_account_desk(settings, read_engine),
         reporting_engine=make_engine(settings.db.reporting_url, pool_size=2),
+        kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
     )
     return create_app(
         gateway,

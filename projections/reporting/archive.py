@@ -26,6 +26,9 @@ from schemas.envelope import Envelope, UndecodableMessage, decode_envelope
 from schemas.registration import Message
 from schemas.registry import MESSAGE_TYPES, payload_of
 
+ID_LENGTH = 36
+"""The width of the archive's `registration_id` column: a uuid's text."""
+
 
 class EventArchiver:
     """`pseudonym_key` keys the account pseudonyms of the star schema; None archives only."""
@@ -141,4 +144,14 @@ def _archive_row(record: Record, envelope: Envelope) -> dict[str, Any]:
         "actor": envelope.actor,
         "payload": json.dumps(envelope.payload, sort_keys=True),
         "envelope": envelope.model_dump_json(),
+        "registration_id": _registration_of(envelope.payload),
     }
+
+
+def _registration_of(payload: dict[str, Any]) -> str | None:
+    """The registration an event is about, when its payload names one: what the archive is
+    looked up by for a registration's history."""
+    value = payload.get("registration_id")
+    if isinstance(value, str) and 0 < len(value) <= ID_LENGTH:
+        return value
+    return None

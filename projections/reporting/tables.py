@@ -45,9 +45,11 @@ event_archive = Table(
     Column("actor", String(200), nullable=False),
     Column("payload", LONGTEXT().with_variant(Text(), "sqlite"), nullable=False),
     Column("envelope", LONGTEXT().with_variant(Text(), "sqlite"), nullable=False),
+    Column("registration_id", String(36), nullable=True),
     Index("ix_event_archive_order", "topic", "partition_no", "source_offset"),
     Index("ix_event_archive_type", "event_type", "occurred_at"),
     Index("ix_event_archive_correlation", "correlation_id"),
+    Index("ix_event_archive_registration", "registration_id"),
 )
 
 consumer_positions = consumer_positions_table(metadata)

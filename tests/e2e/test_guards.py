@@ -20,7 +20,9 @@ account whose admin role was revoked. Expectations:
   the reports (`/reports/` in the path), which analysts read for every convention;
 - staff of C: 403 on every admin route that names no convention, and on every route naming
   convention D; on routes naming C the guard lets them through (anything but 401/403, and
-  never a 5xx: the handler answers for the content);
+  never a 5xx: the handler answers for the content). A route naming a registration
+  (`registration_id`, the history) names its convention: it is tried with a registration in C
+  and one in D, like the routes naming C and D;
 - admin account, admin token: never 401/403, never 5xx.
 
 Order of checks: `convention_guard` (conventions, registrations, lodging) runs before
@@ -36,10 +38,11 @@ reach of the matrix, which closes C and D. A registration made logged in belongs
 account only when it is for the account's own e-mail, and an e-mail registers once per
 convention, so the registration the DELETE cases cancel belongs to a second owner.
 
-Path parameters: `convention_id` is C or D (real conventions made here); every other id is a
-random uuid (an unknown sync, reconciliation, room request or account): guards run before
-the handler looks anything up, and an admin's write on a random account id is a 404, never a
-grant.
+Path parameters: `convention_id` is C or D (real conventions made here), `registration_id` a
+guest registration in C or D; every other id is a random uuid (an unknown sync,
+reconciliation, room request or account; a malformed dead-letter id, a 400 for admins):
+guards run before the handler looks anything up, and an admin's write on a random account id
+is a 404, never a grant.
 """
 
 from __future__ import annotations
@@ -75,6 +78,7 @@ pytestmark = pytest.mark.e2e
 ADMIN_PREFIX = "/api/v1/admin/"
 METHODS = ("get", "post", "put", "patch", "delete")
 CONVENTION = "convention_id"
+REGISTRATION = "registration_id"
 CSRF_HEADER = "X-CSRF-Token"
 
 NEW_CONVENTION = {
@@ -115,7 +119,8 @@ class Operation:
 
     @property
     def names_convention(self) -> bool:
-        return CONVENTION in self.path_params
+        """Names C or D: itself, or by a registration in it."""
+        return CONVENTION in self.path_params or REGISTRATION in self.path_params
 
 
 def _query_value(name: str, schema: dict[str, Any]) -> str:
@@ -240,7 +245,9 @@ def _matrix() -> Iterator[Any]:
     for operation in OPERATIONS:
         targets: tuple[str | None, ...] = ("C", "D") if operation.names_convention else (None,)
         for target in targets:
-            shown = operation.path.replace("{convention_id}", target or "")
+            shown = operation.path.replace("{convention_id}", target or "").replace(
+                "{registration_id}", f"in-{target}"
+            )
             for caller in CALLERS:
                 leak = KNOWN_LEAKS.get((operation.method, operation.path, target, caller))
                 marks = [pytest.mark.xfail(reason=leak, strict=True)] if leak else []
@@ -266,6 +273,10 @@ class World:
     e: str
     """The owner's convention (its own staff member), kept away from the matrix's writes:
     the matrix closes C and D."""
+    in_c: str
+    """A guest registration in C, for the routes naming a registration."""
+    in_d: str
+    """A guest registration in D."""
     headers: dict[str, dict[str, str]]
     """Each matrix caller's headers."""
     owner: dict[str, str]
@@ -332,6 +343,16 @@ async def _register(stack: Stack, convention_id: str, token: str, email: str) ->
     return str(made.json()["registration_id"])
 
 
+async def _guest_registration(stack: Stack, convention_id: str) -> str:
+    async with stack.client() as client:
+        made = await client.post(
+            f"/api/v1/conventions/{convention_id}/registrations",
+            json={"email": fresh_email("guest"), "name": "Ada Lovelace", "badge_type": "STD"},
+        )
+    assert made.status_code == 201, made.text
+    return str(made.json()["registration_id"])
+
+
 @pytest.fixture(scope="module")
 async def world(stack: Stack) -> World:
     c, d, e = await asyncio.gather(*(create_open_convention(stack, 50) for _ in range(3)))
@@ -370,10 +391,12 @@ async def world(stack: Stack) -> World:
         out = await client.delete("/api/v1/sessions/current", headers=bearer(ended))
         assert out.status_code == 200, out.text
 
-    registration, cancellable, cookie_user_registration = await asyncio.gather(
+    registration, cancellable, cookie_user_registration, in_c, in_d = await asyncio.gather(
         _register(stack, e, owner, owner_email),
         _register(stack, e, second_owner, second_owner_email),
         _register(stack, e, cookie_token, cookie_email),
+        _guest_registration(stack, c),
+        _guest_registration(stack, d),
     )
     async with stack.client() as client:
         asked = await client.post(
@@ -392,6 +415,8 @@ async def world(stack: Stack) -> World:
         c=c,
         d=d,
         e=e,
+        in_c=in_c,
+        in_d=in_d,
         headers={
             ANONYMOUS: {},
             WRONG_BEARER: bearer(f"not-a-session-{uuid.uuid4().hex}"),
@@ -453,6 +478,8 @@ def fill(operation: Operation, world: World, target: str | None) -> str:
         name = match.group(1)
         if name == CONVENTION:
             return world.c if target == "C" else world.d
+        if name == REGISTRATION:
+            return world.in_c if target == "C" else world.in_d
         return str(uuid.uuid4())
 
     return re.sub(r"\{(\w+)\}", value, operation.path)
