@@ -196,6 +196,7 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
         payments = f"http://{settings.http_host}:{settings.payment_sim_port}"
         print(
             "\nButterfly is starting:\n"
+            f"  Website    {base}/  (administration: {base}/admin)\n"
             f"  API        {base}/api/v1/conventions\n"
             f"  OpenAPI    {base}/schema/openapi.json  (Swagger UI: {base}/schema/swagger)\n"
             f"  Health     {base}/health  (ready: {base}/health/ready)\n"
