@@ -33,7 +33,11 @@ Format = Annotated[
     QueryParameter(description="`csv` for a CSV file; also chosen by `Accept: text/csv`."),
 ]
 Granularity = Annotated[
-    Literal["hour", "day"], QueryParameter(description="The width of each period.")
+    Literal["minute", "hour", "day"],
+    QueryParameter(
+        description="The width of each period: `minute` (`2027-06-01T09:05`), `hour` "
+        "(`2027-06-01T09:00`) or `day` (`2027-06-01`, the default). Times are UTC."
+    ),
 ]
 
 
@@ -136,7 +140,7 @@ LEFT JOIN (
 WHERE h.convention_id = :convention
 ORDER BY h.hotel_code
 """
-PERIODS = {"hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d"}
+PERIODS = {"minute": "%Y-%m-%dT%H:%i", "hour": "%Y-%m-%dT%H:00", "day": "%Y-%m-%d"}
 
 
 async def run_report(

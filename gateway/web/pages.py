@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from http.cookies import SimpleCookie
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -14,8 +15,9 @@ import httpx
 import structlog
 from aiokafka.errors import KafkaError
 from litestar import Request, Response
-from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.datastructures import Cookie
 from litestar.exceptions import HTTPException, NotFoundException
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template import TemplateConfig
@@ -188,9 +190,31 @@ def redirect(request: Request[Any, Any, Any], to: str) -> Redirect:
 
 
 def _attach_cookies(request: Request[Any, Any, Any], response: Response[Any]) -> None:
-    cookies = state_of(request).set_cookies
-    if cookies:
-        response.headers.extend([("set-cookie", value) for value in cookies])  # type: ignore[attr-defined]
+    for raw in state_of(request).set_cookies:
+        response.cookies.extend(cookies_of(raw))
+
+
+def cookies_of(set_cookie: str) -> list[Cookie]:
+    """A `Set-Cookie` header the API sent, as the cookies Litestar sets on a page."""
+    parsed: SimpleCookie = SimpleCookie()
+    parsed.load(set_cookie)
+    cookies = []
+    for name, morsel in parsed.items():
+        max_age = morsel["max-age"]
+        samesite = (morsel["samesite"] or "lax").lower()
+        cookies.append(
+            Cookie(
+                key=name,
+                value=morsel.value,
+                max_age=int(max_age) if str(max_age).lstrip("-").isdigit() else None,
+                expires=0 if morsel["expires"] and not max_age else None,
+                path=morsel["path"] or "/",
+                secure=bool(morsel["secure"]),
+                httponly=bool(morsel["httponly"]),
+                samesite=samesite if samesite in ("lax", "strict", "none") else "lax",  # type: ignore[arg-type]
+            )
+        )
+    return cookies
 
 
 async def form_of(request: Request[Any, Any, Any]) -> dict[str, Any]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 
 import pytest
 
@@ -50,3 +51,33 @@ async def test_the_registrations_report_as_json_and_csv(stack: Stack) -> None:
             assert [(r["badge_type"], r["registrations"]) for r in table] == [("STD", "2")]
 
         assert (await client.get(url)).status_code == 401
+
+
+async def test_the_registrations_report_by_minute_and_by_day_by_default(stack: Stack) -> None:
+    convention_id = await create_open_convention(stack, quota=5)
+    url = f"/api/v1/admin/conventions/{convention_id}/reports/registrations"
+    async with stack.client() as client:
+        for i in range(3):
+            made = await client.post(
+                f"/api/v1/conventions/{convention_id}/registrations",
+                json={"email": f"minute{i}@example.org", "name": "M", "badge_type": "STD"},
+            )
+            assert made.status_code in (201, 202), made.text
+
+        async def rows(**params: str) -> list[dict[str, object]]:
+            answer = await client.get(url, headers=stack.admin, params=params)
+            assert answer.status_code == 200, answer.text
+            return list(answer.json()["rows"])
+
+        by_minute = await eventually(
+            lambda: rows(by="minute"),
+            lambda found: sum(int(str(r["registrations"])) for r in found) == 3,
+            what="the three registrations by minute",
+        )
+        minute = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+        assert all(minute.fullmatch(str(r["period"])) for r in by_minute), by_minute
+        by_day = await rows()
+        assert sum(int(str(r["registrations"])) for r in by_day) == 3
+        assert {str(r["period"]) for r in by_day} == {str(r["period"])[:10] for r in by_minute}
+        refused = await client.get(url, headers=stack.admin, params={"by": "second"})
+        assert refused.status_code == 400, refused.text
