@@ -24,6 +24,8 @@ from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
 from gateway.reports import ReportController
 from gateway.transfers import TransferController
+from gateway.web.admin import admin_router
+from gateway.web.dashboards import dashboard_router
 from gateway.web.pages import pages_or_problems, static_files, template_config
 from gateway.web.site import site_router
 from schemas.asyncapi import asyncapi_document, render
@@ -89,6 +91,8 @@ def create_app(
             ready,
             asyncapi,
             site_router,
+            admin_router,
+            dashboard_router,
             static_files,
         ],
         dependencies={

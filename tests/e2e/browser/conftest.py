@@ -39,7 +39,9 @@ def chromium_path() -> str:
         pytest.fail("Chromium is missing: install Debian's `chromium` package (apt-get).")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, timeout=900)
+        subprocess.run(  # noqa: S603 - a fixed apt-get command, not from input
+            command, check=True, env=env, stdout=subprocess.DEVNULL, timeout=900
+        )
     found = shutil.which("chromium")
     if not found:
         pytest.fail("apt-get installed chromium but it is not on PATH")
