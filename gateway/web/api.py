@@ -121,8 +121,11 @@ class Api:
             client=(client.host, client.port) if client is not None else ("127.0.0.1", 0),
         )
         query = {k: v for k, v in (params or {}).items() if v not in (None, "")}
+        # The page's own address as the base: the API sees the Host the visitor used, so the
+        # addresses it builds (a Location, the payment provider's notification URL) are ours.
+        base = str(self.request.base_url).rstrip("/") or INTERNAL_BASE
         async with httpx.AsyncClient(
-            transport=transport, base_url=INTERNAL_BASE, timeout=TIMEOUT_SECONDS
+            transport=transport, base_url=base, timeout=TIMEOUT_SECONDS
         ) as http:
             response = await http.request(
                 method,
