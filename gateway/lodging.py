@@ -31,7 +31,7 @@ from gateway.deps import (
     request_command_id,
     request_hash,
 )
-from gateway.lodging_reads import BlockNight, LodgingReads
+from gateway.lodging_reads import REGISTRATION_REQUESTS, BlockNight, LodgingReads
 from gateway.lodging_views import (
     HotelsView,
     LodgingAccepted,
@@ -41,6 +41,7 @@ from gateway.lodging_views import (
     NewRoomRequest,
     PickupView,
     ReconciliationView,
+    RoomRequestList,
     RoomRequestPage,
     RoomRequestView,
     SyncView,
@@ -86,7 +87,8 @@ class LodgingController(Controller):
         summary="The convention's hotels: room types, nights, block, booked and left",
         description="`booked` counts this convention's own room requests holding a room "
         "that night; `left` is the block less that, never below 0. Empty until the first "
-        "sync with the lodging partner.",
+        "sync with the lodging partner. `lottery` says whether the hotel lottery takes "
+        "entries (`open`).",
     )
     async def hotels(self, gateway: Gateway, convention_id: uuid.UUID) -> HotelsView:
         await _convention(gateway, convention_id)
@@ -149,6 +151,21 @@ class LodgingController(Controller):
         await _publish(request, gateway, command, command_id, ATTENDEE)
         await _until_readable(lambda: reads.request(request_id))
         return _request_accepted(request_id, command_id, RoomStatus.REQUESTED.value)
+
+    @get(
+        "/api/v1/registrations/{registration_id:uuid}/lodging",
+        operation_id="listRegistrationRoomRequests",
+        summary="A registration's room requests, oldest first",
+        description="Those asked for directly and those its lottery entry became once drawn, "
+        f"each as `GET /api/v1/lodging/{{request_id}}` answers it (the latest "
+        f"{REGISTRATION_REQUESTS}). Another account's registration is not found, as with the "
+        "registration itself.",
+    )
+    async def registration_requests(
+        self, request: Request[Any, Any, Any], gateway: Gateway, registration_id: uuid.UUID
+    ) -> RoomRequestList:
+        await _registration(request, gateway, registration_id)
+        return RoomRequestList(items=await _reads(gateway).requests_of(registration_id))
 
     @get(
         "/api/v1/lodging/{request_id:uuid}",

@@ -35,6 +35,10 @@ from gateway.reads import decode_cursor, encode_cursor
 from projections.lodging import tables as t
 from schemas.lodging import Drift
 
+REGISTRATION_REQUESTS = 100
+"""The most room requests a registration's listing answers (its latest): one is active at a
+time, so more are cancelled or failed ones."""
+
 
 @dataclass(frozen=True)
 class KnownRequest:
@@ -113,6 +117,7 @@ class LodgingReads:
             convention_id=convention_id,
             synced_at=_utc(synced_at),
             hotels=list(hotels.values()),
+            lottery=await self.lottery_status(convention_id),
         )
 
     async def pickup(self, convention_id: uuid.UUID) -> PickupView:
@@ -168,6 +173,17 @@ class LodgingReads:
             )
         )
         return None if row is None else _request_view(row)
+
+    async def requests_of(self, registration_id: uuid.UUID) -> list[RoomRequestView]:
+        """A registration's room requests (the latest `REGISTRATION_REQUESTS`), oldest first."""
+        r = t.requests.c
+        rows = await self._all(
+            select(t.requests)
+            .where(r.registration_id == str(registration_id))
+            .order_by(r.created_at.desc(), r.request_id.desc())
+            .limit(REGISTRATION_REQUESTS)
+        )
+        return [_request_view(row) for row in reversed(rows)]
 
     async def requests(
         self,

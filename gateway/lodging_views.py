@@ -92,6 +92,10 @@ class HotelsView(BaseModel):
     convention_id: uuid.UUID
     synced_at: datetime | None
     hotels: list[HotelView]
+    lottery: str = Field(
+        description="The hotel lottery: `closed` (none opened), `open` (taking entries) or "
+        "`drawn` (its rooms awarded)."
+    )
 
 
 class SyncView(BaseModel):
@@ -139,6 +143,10 @@ class RoomRequestView(BaseModel):
 class RoomRequestPage(BaseModel):
     items: list[RoomRequestView]
     next: str | None
+
+
+class RoomRequestList(BaseModel):
+    items: list[RoomRequestView]
 
 
 class PickupNight(BaseModel):

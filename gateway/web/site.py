@@ -21,7 +21,6 @@ from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Template
 
-from gateway.deps import command_id_for
 from gateway.web.api import Answer, Api, new_form_key
 from gateway.web.pages import (
     PAGE_EXCEPTION_HANDLERS,
@@ -36,15 +35,12 @@ from gateway.web.pages import (
     text,
     viewer,
 )
-from schemas.lodging import lottery_request_id
 from schemas.registration import SET_ASIDE
 
 Page = Template | Redirect | Response[Any]
 
 WAIT_SECONDS = 3
 """How long a registration form waits for its decision before showing it as being confirmed."""
-ROOM_ATTEMPTS = 20
-"""Room requests the website makes for one registration at most (one after another)."""
 CSRF_DETAIL = (
     "This form is out of date or was not sent from this site: reload the page and try again."
 )
@@ -60,6 +56,8 @@ NOTICES = {
     "reset-mailed": "If the address has an account, a code to reset its password is on its way.",
     "password-reset": "Your password is changed: log in with the new one.",
     "cancelled": "Your registration is cancelled.",
+    "options-added": "The options are ordered: an order with something to pay holds them "
+    "until it is paid, so pay for it below.",
     "given-back": "The option is given back; what you paid for it is refunded by the "
     "convention's refund rule.",
     "promo-applied": "The promo code is applied.",
@@ -774,40 +772,6 @@ async def reset(request: Request[Any, Any, Any]) -> Page:
 # --- a registration -----------------------------------------------------------------------------
 
 
-def room_key(registration_id: uuid.UUID, attempt: int) -> str:
-    """The Idempotency-Key of the website's `attempt`-th room request for a registration."""
-    return f"website-room:{registration_id}:{attempt}"
-
-
-def room_request_id(registration_id: uuid.UUID, attempt: int) -> uuid.UUID:
-    """The id the API gives the room request sent with `room_key` (its documented rule:
-    the same key, the same request). The API lists no registration's room requests, so the
-    website finds those it made by these ids."""
-    return command_id_for(f"lodging:{registration_id}", room_key(registration_id, attempt))
-
-
-async def room_requests(
-    client: Api, registration_id: uuid.UUID, convention_id: str
-) -> tuple[list[dict[str, Any]], int]:
-    """The room requests of a registration the website made (and its lottery's, once
-    drawn), oldest first, and how many the website made."""
-    found: list[dict[str, Any]] = []
-    attempts = 0
-    while attempts < ROOM_ATTEMPTS:
-        answer = await client.get(f"/api/v1/lodging/{room_request_id(registration_id, attempts)}")
-        if not answer.ok:
-            break
-        found.append(answer.body)
-        attempts += 1
-    drawn = await client.get(
-        f"/api/v1/lodging/{lottery_request_id(uuid.UUID(convention_id), registration_id)}"
-    )
-    if drawn.ok:
-        found.append(drawn.body)
-    found.sort(key=lambda view: str(view.get("created_at", "")))
-    return found, attempts
-
-
 def current_room(requests: list[dict[str, Any]]) -> dict[str, Any] | None:
     active = [r for r in requests if r["status"] in ROOM_ACTIVE]
     shown = active or requests
@@ -853,18 +817,38 @@ async def registration_context(
         "convention": conv.body if conv.ok else None,
         "command_id": command_id if registration["status"] == "pending" else None,
         "hotels": [],
+        "lottery": "closed",
         "room": None,
         "rooms": [],
     }
     if registration["status"] == "confirmed":
-        hotels, (rooms, _) = await asyncio.gather(
+        hotels, rooms = await asyncio.gather(
             client.get(f"/api/v1/conventions/{convention_id}/hotels"),
-            room_requests(client, registration_id, convention_id),
+            client.get(f"/api/v1/registrations/{registration_id}/lodging"),
         )
         context["hotels"] = hotels.item("hotels", []) if hotels.ok else []
-        context["rooms"] = rooms
-        context["room"] = current_room(rooms)
+        context["lottery"] = hotels.item("lottery", "closed") if hotels.ok else "closed"
+        context["rooms"] = rooms.item("items", []) if rooms.ok else []
+        context["room"] = current_room(context["rooms"])
     return context
+
+
+def _sold_out(option: dict[str, Any]) -> bool:
+    variants = option.get("variants", [])
+    if option["remaining"] is not None and option["remaining"] <= 0:
+        return True
+    return bool(variants) and all(
+        v["remaining"] is not None and v["remaining"] <= 0 for v in variants
+    )
+
+
+def _options_for(convention: dict[str, Any], badge_type: str) -> list[dict[str, Any]]:
+    """The options a registration of `badge_type` can buy, each marked `gone` when sold out."""
+    return [
+        {**option, "gone": _sold_out(option)}
+        for option in convention.get("options", [])
+        if not option["badge_types"] or badge_type in option["badge_types"]
+    ]
 
 
 def _registration_extras(context: dict[str, Any]) -> dict[str, Any]:
@@ -883,6 +867,8 @@ def _registration_extras(context: dict[str, Any]) -> dict[str, Any]:
         ),
         "status_seen": registration["status"],
         "room_seen": _room_digest(context.get("room")),
+        "add_options": _options_for(convention, registration.get("badge_type", "")),
+        "option_values": _register_values({}),
     }
 
 
@@ -894,8 +880,12 @@ async def registration_page(
     errors: dict[str, str] | None = None,
     message: str = "",
     room_values: dict[str, Any] | None = None,
+    option_values: dict[str, Any] | None = None,
 ) -> Template:
     context = await registration_context(request, registration_id)
+    extras = _registration_extras(context)
+    if option_values is not None:
+        extras["option_values"] = option_values
     return await page(
         request,
         "site/registration.html",
@@ -905,7 +895,7 @@ async def registration_page(
         room_values=room_values or _room_defaults(context),
         form_key=new_form_key(),
         **context,
-        **_registration_extras(context),
+        **extras,
     )
 
 
@@ -1107,6 +1097,101 @@ async def give_back(request: Request[Any, Any, Any], registration_id: uuid.UUID)
     )
 
 
+def _options_refused(answer: Answer, values: dict[str, Any]) -> tuple[dict[str, str], str]:
+    """Where the refusal of options to add is shown: next to the option when one was
+    chosen (the API does not name which one it refused), else on the options together."""
+    reason = str(answer.item("reason") or "")
+    if not reason:
+        if "options" in answer.field_errors and not values["options"]:
+            return {"options": "Choose the options to add."}, ""
+        return placed(answer, {"options": "Options"}, values)
+    said = REASON_TEXT.get(reason, answer.message)
+    if reason != "sold_out" and reason not in OPTION_REASONS:
+        return {}, said
+    chosen = values["options"]
+    return {f"option-{chosen[0]}" if len(chosen) == 1 else "options": said}, ""
+
+
+@post("/registrations/{registration_id:uuid}/options", name="add-options")
+async def add_options(request: Request[Any, Any, Any], registration_id: uuid.UUID) -> Page:
+    """Buy options for a registration: a new order, paid from the registration's page."""
+    form = await form_of(request)
+    values = _register_values(form)
+    back = f"/registrations/{registration_id}"
+    answer = await api(request, text(form, "csrf_token")).post(
+        f"/api/v1/registrations/{registration_id}/orders",
+        {"options": _choices(form, values)},
+        idempotency_key=text(form, "form_key") or None,
+    )
+    if answer.ok:
+        return redirect(request, done(back, "options-added"))
+    stop = await outright(request, answer, back)
+    if stop is not None:
+        return stop
+    errors, message = _options_refused(answer, values)
+    if answer.kind == "idempotency-key-reused":
+        message = "This form was sent before with other answers: check them and send it again."
+    return await registration_page(
+        request,
+        registration_id,
+        status=refused_status(answer),
+        errors=errors,
+        message=message,
+        option_values=values,
+    )
+
+
+@post("/registrations/{registration_id:uuid}/options/waitlist", name="option-waitlist")
+async def join_option_waitlist(request: Request[Any, Any, Any], registration_id: uuid.UUID) -> Page:
+    """Wait for a sold-out option for a registration: the button pressed names it."""
+    form = await form_of(request)
+    code = text(form, "waitlist")
+    back = f"/registrations/{registration_id}"
+    client = api(request, text(form, "csrf_token"))
+    mine = await client.get(f"/api/v1/registrations/{registration_id}")
+    if not mine.ok:
+        stop = await outright(request, mine, back)
+        if stop is not None:
+            return stop
+        fail(mine)
+    body: dict[str, Any] = {
+        "kind": "option",
+        "code": code,
+        "registration_id": str(registration_id),
+    }
+    if text(form, f"variant-{code}"):
+        body["variant"] = text(form, f"variant-{code}")
+    quantity = number(form, f"quantity-{code}")
+    if quantity is not None:
+        body["quantity"] = quantity
+    answer = await client.post(
+        f"/api/v1/conventions/{mine.item('convention_id')}/waitlist",
+        body,
+        idempotency_key=text(form, "form_key") or None,
+    )
+    if answer.ok and answer.item("entry_id"):
+        who = await viewer(request)
+        to = "/me/waitlist" if who.signed_in else f"/waitlist/{answer.item('entry_id')}"
+        return redirect(request, done(to, "waitlist-joined"))
+    stop = await outright(request, answer, back)
+    if stop is not None:
+        return stop
+    reason = str(answer.item("reason") or "")
+    if reason == "not_sold_out":
+        said = "There are some left: add it instead of waiting."
+    elif reason:
+        said = REASON_TEXT.get(reason, answer.message)
+    else:
+        said = next(iter(answer.field_errors.values()), answer.message)
+        said = said.removeprefix("Value error, ")
+    return await registration_page(
+        request,
+        registration_id,
+        status=refused_status(answer),
+        errors={f"option-{code}": said},
+    )
+
+
 def _room_values(form: dict[str, Any]) -> dict[str, Any]:
     ranked = [text(form, f"hotel-{rank}") for rank in range(1, 6)]
     return {
@@ -1161,18 +1246,10 @@ async def _room_refused(
 async def request_room(request: Request[Any, Any, Any], registration_id: uuid.UUID) -> Page:
     form = await form_of(request)
     values = _room_values(form)
-    client = api(request, text(form, "csrf_token"))
-    mine = await client.get(f"/api/v1/registrations/{registration_id}")
-    if not mine.ok:
-        stop = await outright(request, mine, f"/registrations/{registration_id}")
-        if stop is not None:
-            return stop
-        fail(mine)
-    _, attempts = await room_requests(client, registration_id, str(mine.item("convention_id")))
-    answer = await client.post(
+    answer = await api(request, text(form, "csrf_token")).post(
         f"/api/v1/registrations/{registration_id}/lodging",
         _room_body(values),
-        idempotency_key=room_key(registration_id, attempts),
+        idempotency_key=text(form, "form_key") or None,
     )
     if answer.ok:
         return redirect(request, done(f"/registrations/{registration_id}", "room-requested"))
@@ -1385,6 +1462,8 @@ site_router = Router(
         cancel_form,
         cancel,
         give_back,
+        add_options,
+        join_option_waitlist,
         request_room,
         enter_lottery,
         cancel_room,

@@ -574,6 +574,7 @@ OWNED_ROUTES = (
     ("GET", "/api/v1/registrations/{registration}"),
     ("DELETE", "/api/v1/registrations/{cancellable}"),
     ("GET", "/api/v1/lodging/{room_request}"),
+    ("GET", "/api/v1/registrations/{registration}/lodging"),
 )
 
 

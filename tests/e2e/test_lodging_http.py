@@ -5,6 +5,7 @@ partner then make of them is tested with them; these tests hold whatever they de
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Stack
+from tests.e2e.test_accounts import bearer, fresh_email, session_token, verified_account
 from tests.e2e.test_registration_http import create_open_convention
 from tests.support import eventually
 
@@ -64,7 +66,12 @@ async def test_hotels_before_a_sync_are_an_empty_list(stack: Stack, convention: 
     async with stack.client() as client:
         answer = await client.get(f"/api/v1/conventions/{convention}/hotels")
     assert answer.status_code == 200, answer.text
-    assert answer.json() == {"convention_id": convention, "synced_at": None, "hotels": []}
+    assert answer.json() == {
+        "convention_id": convention,
+        "synced_at": None,
+        "hotels": [],
+        "lottery": "closed",
+    }
 
 
 @pytest.mark.parametrize(
@@ -203,6 +210,57 @@ async def test_a_room_request_is_accepted_shown_retried_and_cancelled(
         assert cancelled.headers["location"] == location
 
 
+async def test_a_registration_lists_its_room_requests_to_whoever_may_see_it(
+    stack: Stack,
+) -> None:
+    convention = await create_open_convention(stack, quota=2)
+    owner_email, other_email = fresh_email("lodger"), fresh_email("stranger")
+    await asyncio.gather(verified_account(stack, owner_email), verified_account(stack, other_email))
+    owner, other = await asyncio.gather(
+        session_token(stack, owner_email), session_token(stack, other_email)
+    )
+    async with stack.client() as client:
+        made = await client.post(
+            f"/api/v1/conventions/{convention}/registrations",
+            headers=bearer(owner),
+            json={"email": owner_email, "name": "Ada Lovelace", "badge_type": "STD"},
+        )
+        assert made.status_code == 201, made.text
+        assert made.json()["status"] == "confirmed", made.text
+        url = f"/api/v1/registrations/{made.json()['registration_id']}/lodging"
+        empty = await client.get(url, headers=bearer(owner))
+        assert empty.status_code == 200, empty.text
+        assert empty.json() == {"items": []}
+
+        async def ask_then_cancel() -> str:
+            """A room request made through the API, ended before the next can be made."""
+            asked = await client.post(url, headers=bearer(owner), json=BODY)
+            assert asked.status_code == 202, asked.text
+            location = asked.headers["location"]
+            await client.delete(location, headers=bearer(owner))
+            await eventually(
+                lambda: client.get(location, headers=bearer(owner)),
+                lambda a: a.json()["status"] in ("failed", "cancelled"),
+                what="the room request ended",
+            )
+            return str(asked.json()["request_id"])
+
+        made_ids = [await ask_then_cancel(), await ask_then_cancel()]
+
+        listed = await client.get(url, headers=bearer(owner))
+        assert listed.status_code == 200, listed.text
+        items = listed.json()["items"]
+        assert [item["request_id"] for item in items] == made_ids, "oldest first"
+        one = await client.get(f"/api/v1/lodging/{made_ids[0]}", headers=bearer(owner))
+        assert items[0] == one.json()
+
+        admin = await client.get(url, headers=stack.admin)
+        assert [item["request_id"] for item in admin.json()["items"]] == made_ids
+        assert_problem(await client.get(url, headers=bearer(other)), 404)
+        assert_problem(await client.get(url), 404)
+        assert_problem(await client.get(f"/api/v1/registrations/{uuid.uuid4()}/lodging"), 404)
+
+
 async def test_unknown_room_requests_are_not_found(stack: Stack) -> None:
     unknown = f"/api/v1/lodging/{uuid.uuid4()}"
     async with stack.client() as client:
@@ -290,6 +348,13 @@ async def test_the_lottery_refuses_entries_and_draws_until_open(
         )
     assert opened.status_code == 202, opened.text
     assert opened.headers["location"] == f"/api/v1/admin/conventions/{convention}/lodging/lottery"
+    async with stack.client() as client:
+        hotels = await eventually(
+            lambda: client.get(f"/api/v1/conventions/{convention}/hotels"),
+            lambda a: a.json()["lottery"] == "open",
+            what="the lottery shown open to the public",
+        )
+    assert hotels.status_code == 200, hotels.text
 
 
 async def test_pickup_and_listing_answer_for_known_conventions_only(
