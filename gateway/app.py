@@ -12,6 +12,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from gateway.accounts import AccountController, AdminAccountController
 from gateway.catalogue import CatalogueController
+from gateway.checkin import CheckInController
 from gateway.conventions import AdminConventionController, ConventionController
 from gateway.deps import Gateway
 from gateway.health import health, ready
@@ -23,6 +24,7 @@ from gateway.payments import PaymentController, PaymentDesk
 from gateway.problems import EXCEPTION_HANDLERS
 from gateway.registrations import RegistrationController
 from gateway.reports import ReportController
+from gateway.tickets import TicketController
 from gateway.transfers import TransferController
 from gateway.web.admin import admin_router
 from gateway.web.dashboards import dashboard_router
@@ -86,6 +88,8 @@ def create_app(
             TransferController,
             PaymentController,
             ReportController,
+            TicketController,
+            CheckInController,
             OperationsController,
             health,
             ready,

@@ -22,6 +22,7 @@ from infra.pipeline.health import ConsumerWatch
 from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap
+from schemas.tickets import SigningKey
 from schemas.topics import Topics, registration_key
 
 IdempotencyKey = Annotated[
@@ -53,6 +54,9 @@ class Gateway:
     kafka_bootstrap_servers: str = ""
     """The broker the operations routes read the dead-letter topic from; empty where they
     are not set up."""
+    ticket_keys: tuple[SigningKey, ...] = ()
+    """The ticket keys (`BUTTERFLY_TICKET_KEYS`), the signing one first; empty where tickets
+    are not set up (the ticket and check-in routes answer 503)."""
 
     async def decide(
         self,

@@ -31,6 +31,7 @@ from aiokafka.structs import ConsumerRecord
 from gateway.order_reads import decided_detail
 from gateway.reads import Outcome, ReadModels
 from gateway.views import RegistrationView
+from schemas.checkin import AttendeeCheckedIn, CheckInRefused, CheckInSuperseded
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_SOURCE_TOPIC,
@@ -363,6 +364,12 @@ def _outcome_of(value: bytes | None, type_name: str | None) -> Outcome | None:
             reason = event.reason.value
             return Outcome(REJECTED, reason, (view("rejected", reason), event.request_hash))
         case RegistrationRequestRefused():
+            return Outcome(REJECTED, event.reason.value, None)
+        case AttendeeCheckedIn() | CheckInSuperseded():
+            # The scan is the check-in (a superseding one replaced a later scan's): its row in
+            # `check_in_scans` is readable once this answer is given.
+            return Outcome(ACCEPTED, None, None)
+        case CheckInRefused():
             return Outcome(REJECTED, event.reason.value, None)
         case _:
             return None

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from consumers.accounts import tables as account_tables
 from consumers.accounts.handler import AccountDecider
-from consumers.accounts.mailer import Mailer
+from consumers.accounts.mailer import Mailer, MailTickets
 from consumers.lodging import tables as lodging_tables
 from consumers.lodging.circuit import CircuitBreaker
 from consumers.lodging.handler import LodgingDecider
@@ -215,6 +215,7 @@ def build_gateway_app(settings: Settings) -> Litestar:
         accounts=build_account_desk(settings, read_engine),
         reporting_engine=make_engine(settings.db.reporting_url, pool_size=2),
         kafka_bootstrap_servers=settings.kafka_bootstrap_servers,
+        ticket_keys=settings.ticket_signing_keys,
     )
     return create_app(
         gateway,
@@ -617,10 +618,16 @@ def build_projector(
 
 @contextlib.asynccontextmanager
 async def mailer_role(settings: Settings) -> AsyncIterator[Mailer]:
-    """The dev mail sink: mails the account decider decided to send, as files in a folder."""
+    """The dev mail sink: mails the deciders decided to send, as files in a folder; a mail
+    that confirms a registration with its ticket (when ticket keys are set)."""
     engine = make_engine(settings.db.write_url, pool_size=2)
+    keys = settings.ticket_signing_keys
     try:
-        yield Mailer(engine, settings.mail_folder)
+        yield Mailer(
+            engine,
+            settings.mail_folder,
+            tickets=MailTickets(keys, settings.site_url) if keys else None,
+        )
     finally:
         await engine.dispose()
 

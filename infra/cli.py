@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvloop
+from pydantic import ValidationError
 
 from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
@@ -566,9 +567,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _settings_problem(exc: ValidationError) -> str:
+    """A refused setting in one line, naming it (the message names the variable where the
+    field's name would not)."""
+    return "; ".join(
+        str(error["msg"]).removeprefix("Value error, ")
+        if str(error["msg"]).startswith("Value error, BUTTERFLY_")
+        else f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
+        for error in exc.errors()
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        sys.exit(f"butterfly: {_settings_problem(exc)}")
     if args.command != "dev" and not settings.kafka_bootstrap_servers:
         embedded = f"127.0.0.1:{settings.embedded_kafka_port}"
         settings = settings.model_copy(update={"kafka_bootstrap_servers": embedded})

@@ -32,6 +32,7 @@ from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Role, Supervisor
 from producers.kafka import ensure_topics
 from projections.progress import Progress
+from schemas.tickets import new_seed, parse_keys
 from schemas.topics import Topics
 
 log = structlog.get_logger("butterfly.dev")
@@ -48,6 +49,25 @@ def admin_token(settings: Settings, run_dir: Path) -> str:
     path.write_text(token + "\n")
     path.chmod(0o600)
     return token
+
+
+def ticket_keys(settings: Settings, run_dir: Path) -> str:
+    """The configured ticket keys, or one key made once and kept under the run folder (so
+    tickets already mailed keep verifying across restarts)."""
+    if settings.ticket_keys:
+        return settings.ticket_keys
+    path = run_dir / "ticket_keys"
+    if path.exists():
+        kept = path.read_text().strip()
+        try:
+            parse_keys(kept)
+        except ValueError as exc:
+            sys.exit(f"butterfly dev: {path} (BUTTERFLY_TICKET_KEYS): {exc}")
+        return kept
+    keys = f"dev{secrets.token_hex(3)}:{new_seed()}"
+    path.write_text(keys + "\n")
+    path.chmod(0o600)
+    return keys
 
 
 BACKGROUND = 5
@@ -180,12 +200,14 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             partitions=settings.partitions,
         )
         token = admin_token(settings, run_dir)
+        tickets = ticket_keys(settings, run_dir)
         env = {
             "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "DATABASE_URL": database_url,
             "REDIS_URL": redis_url,
             "BUTTERFLY_REDIS_NAMESPACE": settings.redis_namespace,
             "BUTTERFLY_ADMIN_TOKEN": token,
+            "BUTTERFLY_TICKET_KEYS": tickets,
             "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
             "BUTTERFLY_DB_PREFIX": settings.db_prefix,
             # The roles share this terminal (or file): they render the way `dev` does.
@@ -201,6 +223,8 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             f"  OpenAPI    {base}/schema/openapi.json  (Swagger UI: {base}/schema/swagger)\n"
             f"  Health     {base}/health  (ready: {base}/health/ready)\n"
             f"  Admin      Authorization: Bearer {token}\n"
+            f"  Tickets    signed with key {tickets.split(':', 1)[0]} "
+            f"({'BUTTERFLY_TICKET_KEYS' if settings.ticket_keys else run_dir / 'ticket_keys'})\n"
             f"  Partner    {partner}/v1  (lodging simulator; faults: {partner}/admin/faults)\n"
             f"  Payments   {payments}/v1  (payment simulator; chaos: {payments}/chaos)\n"
             f"  Mail       {settings.mail_folder.resolve()}  (mails as .eml files)\n"

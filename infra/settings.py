@@ -12,9 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
+
+from schemas.tickets import SigningKey, parse_keys
+
+TICKET_KEYS_VARIABLE = "BUTTERFLY_TICKET_KEYS"
 
 
 class HttpSettings(BaseModel):
@@ -190,10 +194,35 @@ class Settings(BaseSettings):
     """The password the reporting migrations give the read-only `analyst` database user."""
     payment_call_timeout_seconds: float = 5.0
     """A payment provider call not answered in this long counts as failed."""
+    ticket_keys: str = ""
+    """`kid:seed[,kid:seed…]`, the Ed25519 keys of tickets (`schemas.tickets`): the first
+    signs, every one verifies (keep a retired key listed while its tickets are out). Empty:
+    no tickets (the ticket and check-in routes answer 503, mails go without a ticket).
+    `python -m schemas.tickets` makes a key; `make run` keeps one in `.run/ticket_keys`."""
+
+    @field_validator("ticket_keys")
+    @classmethod
+    def _ticket_keys_read(cls, value: str) -> str:
+        try:
+            parse_keys(value)
+        except ValueError as exc:
+            raise ValueError(f"{TICKET_KEYS_VARIABLE}: {exc}") from None
+        return value
+
+    @property
+    def ticket_signing_keys(self) -> tuple[SigningKey, ...]:
+        """The ticket keys, the signing one first; empty when none are set."""
+        return parse_keys(self.ticket_keys)
 
     @property
     def mail_folder(self) -> Path:
         return Path(self.mail_dir) if self.mail_dir else Path(self.run_dir) / "mail"
+
+    @property
+    def site_url(self) -> str:
+        """Where people reach the gateway (links in mails): `public_url`, else the address
+        it listens on."""
+        return self.public_url.rstrip("/") or f"http://{self.http_host}:{self.http_port}"
 
     @property
     def partner_base_url(self) -> str:

@@ -24,6 +24,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from schemas.accounts import ACCOUNT_COMMANDS, ACCOUNT_EVENTS, AccountMessage
+from schemas.checkin import CHECKIN_COMMANDS, CHECKIN_EVENTS
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_CORRELATION_ID,
@@ -57,8 +58,14 @@ ContractMessage = type[Message] | type[AccountMessage]
 def channel_messages(topics: Topics) -> dict[str, tuple[str, tuple[ContractMessage, ...]]]:
     """Channel name -> (topic, the message types Butterfly publishes to it)."""
     return {
-        "registrationCommands": (topics.registration_commands, COMMANDS + ORDER_COMMANDS),
-        "registrationEvents": (topics.registration_events, EVENTS + ORDER_EVENTS),
+        "registrationCommands": (
+            topics.registration_commands,
+            COMMANDS + ORDER_COMMANDS + CHECKIN_COMMANDS,
+        ),
+        "registrationEvents": (
+            topics.registration_events,
+            EVENTS + ORDER_EVENTS + CHECKIN_EVENTS,
+        ),
         "lodgingCommands": (topics.lodging_commands, LODGING_COMMANDS),
         "lodgingEvents": (topics.lodging_events, LODGING_EVENTS),
         "accountCommands": (topics.account_commands, ACCOUNT_COMMANDS),

@@ -9,6 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import ValidationError
 
+from schemas.checkin import CHECKIN_COMMANDS, CHECKIN_EVENTS
 from schemas.envelope import (
     Envelope,
     UndecodableMessage,
@@ -23,7 +24,16 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = {
     cls.message_type: cls
-    for cls in COMMANDS + EVENTS + ORDER_COMMANDS + ORDER_EVENTS + LODGING_COMMANDS + LODGING_EVENTS
+    for cls in (
+        COMMANDS
+        + EVENTS
+        + ORDER_COMMANDS
+        + ORDER_EVENTS
+        + CHECKIN_COMMANDS
+        + CHECKIN_EVENTS
+        + LODGING_COMMANDS
+        + LODGING_EVENTS
+    )
 }
 M = TypeVar("M", bound=Message)
 

@@ -52,6 +52,9 @@ from producers.kafka import ensure_topics
 from schemas.topics import Topics
 
 TEST_TOKEN = "test-admin-token"
+TEST_TICKET_KEYS = "test1:5AymB-KGrBm9rxhjHty-qYK-Z8KlJDEmx03qeBS6E6M"
+"""The ticket key of every test stack (`BUTTERFLY_TICKET_KEYS`): fixed, so a test can sign
+and verify tickets itself."""
 TOPIC_DELETION_DISABLED = 73
 """Kafka's error code for a DeleteTopics refused by `delete.topic.enable=false`."""
 UNLINK_BATCH = 500
@@ -226,6 +229,7 @@ async def make_settings(services: Services, redis_url: str) -> AsyncIterator[Sta
             redis_namespace=f"bfy_test_{tag}",
             topic_prefix=f"test.{tag}.",
             admin_token=TEST_TOKEN,
+            ticket_keys=TEST_TICKET_KEYS,
             partitions=partitions,
             **overrides,
         )

@@ -6,14 +6,22 @@ under a temporary name and renamed, so a reader never sees half of one; its name
 the row, so a crash between writing it and marking the row sent rewrites the same file, and a
 mail is seen at most once. Rows are claimed with `SKIP LOCKED`, so mailers running side by
 side never deliver the same row at the same time.
+
+A mail that confirms a registration (its confirmation, or the payment that confirms it)
+carries the registration's ticket: its QR code attached as a PNG and a link to the printable
+ticket. The ticket is signed here, at delivery, so no key reaches the deciders (see
+`MailTickets`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -23,14 +31,21 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import segno
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.accounts.tables import mail_outbox
+from consumers.registration import tables as registration_tables
 from infra.pipeline.faults import is_transient
 from producers.outbox import utcnow
+from schemas.envelope import HEADER_TYPE, UndecodableMessage
 from schemas.identity import InvalidEmail, email_key
+from schemas.orders import OrderPaid
+from schemas.registration import AttendeeRegistered
+from schemas.registry import decode_message
+from schemas.tickets import SigningKey, issue
 
 log = structlog.get_logger(__name__)
 
@@ -74,8 +89,28 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def as_message(mail: Mail) -> EmailMessage:
-    """The mail as an RFC 5322 message, dated when it was decided (stored as naive UTC)."""
+@dataclass(frozen=True)
+class MailTicket:
+    """The ticket a mail carries."""
+
+    token: str
+    url: str
+    """Where the printable ticket is."""
+
+
+TICKET_FILE = "ticket.png"
+
+
+def ticket_png(token: str) -> bytes:
+    """The ticket's QR code as the stations read it (`gateway.ticket_prints` draws the same)."""
+    out = io.BytesIO()
+    segno.make_qr(token, error="m").save(out, kind="png", scale=8, border=4)
+    return out.getvalue()
+
+
+def as_message(mail: Mail, ticket: MailTicket | None = None) -> EmailMessage:
+    """The mail as an RFC 5322 message, dated when it was decided (stored as naive UTC);
+    with a ticket, its QR code attached and its link added to the text."""
     message = EmailMessage(policy=WRITING)
     message["From"] = SENDER
     message["To"] = _one_line(mail.to_address)
@@ -84,8 +119,103 @@ def as_message(mail: Mail) -> EmailMessage:
     message["Message-ID"] = f"<{mail.mail_id}@{MESSAGE_ID_DOMAIN}>"
     # 8bit, not quoted-printable: a code must stay on one line for whoever reads the file
     # as it is (the dev sink has no mail client in front of it).
-    message.set_content(mail.body, cte="8bit")
+    body = mail.body
+    if ticket is not None:
+        body = (
+            f"{body.rstrip()}\n\nYour ticket: show the attached QR code ({TICKET_FILE}) at the "
+            f"door, or print it: {ticket.url}\n"
+        )
+    message.set_content(body, cte="8bit")
+    if ticket is not None:
+        message.add_attachment(
+            ticket_png(ticket.token), maintype="image", subtype="png", filename=TICKET_FILE
+        )
     return message
+
+
+FIRST_SERIAL = 0
+"""The serial of the ticket a confirmation mail carries: only a confirmed registration can be
+transferred (which counts its serial up), so at its confirmation it has never moved. A mail
+delivered after a transfer thus carries a ticket already revoked, as the mail's reader's
+would be."""
+
+
+class MailTickets:
+    """Which mails carry a ticket, and the ticket. A registration mail's id is the id of the
+    event that sent it (`consumers.registration.mails`); the registration decider's outbox, in
+    this same database, holds that event (for a day after it is published), so the event says
+    what the mail is about: `AttendeeRegistered` (confirmed at once) and `OrderPaid` that
+    `confirms_registration` carry the ticket. A mail whose event is gone goes without one."""
+
+    def __init__(self, keys: tuple[SigningKey, ...], site_url: str) -> None:
+        if not keys:
+            raise ValueError("mail tickets need a ticket key")
+        self._keys = keys
+        self._site_url = site_url.rstrip("/")
+
+    def url(self, registration_id: uuid.UUID) -> str:
+        return f"{self._site_url}/api/v1/registrations/{registration_id}/ticket.pdf"
+
+    async def find(self, conn: AsyncConnection, mails: list[Mail]) -> dict[str, MailTicket]:
+        """The ticket of each mail among `mails` that carries one, by mail id."""
+        outbox = registration_tables.outbox.c
+        rows = await conn.execute(
+            select(outbox.event_id, outbox.headers, outbox.value).where(
+                outbox.event_id.in_([mail.mail_id for mail in mails])
+            )
+        )
+        confirmed: dict[str, tuple[uuid.UUID, uuid.UUID, str | None]] = {}
+        for row in rows:
+            found = _confirmation(row.headers, row.value)
+            if found is not None:
+                confirmed[row.event_id] = found
+        badges = await self._badge_types(
+            conn, {r for r, _, badge in confirmed.values() if badge is None}
+        )
+        tickets = {}
+        for mail_id, (registration_id, convention_id, badge) in confirmed.items():
+            badge_type = badge or badges.get(registration_id)
+            if badge_type is None:
+                continue
+            token = issue(registration_id, convention_id, badge_type, FIRST_SERIAL, self._keys)
+            tickets[mail_id] = MailTicket(token, self.url(registration_id))
+        return tickets
+
+    @staticmethod
+    async def _badge_types(
+        conn: AsyncConnection, registration_ids: set[uuid.UUID]
+    ) -> dict[uuid.UUID, str]:
+        if not registration_ids:
+            return {}
+        r = registration_tables.registrations.c
+        rows = await conn.execute(
+            select(r.registration_id, r.badge_type).where(
+                r.registration_id.in_(sorted(str(i) for i in registration_ids))
+            )
+        )
+        return {uuid.UUID(row.registration_id): row.badge_type for row in rows}
+
+
+TICKET_EVENTS = frozenset({AttendeeRegistered.message_type, OrderPaid.message_type})
+
+
+def _confirmation(headers: str, value: bytes) -> tuple[uuid.UUID, uuid.UUID, str | None] | None:
+    """(registration, convention, badge type if the event says) of an event that confirms a
+    registration; None for any other."""
+    try:
+        type_name = dict(json.loads(headers)).get(HEADER_TYPE)
+        if type_name not in TICKET_EVENTS:
+            return None
+        _, event = decode_message(value, type_name)
+    except (ValueError, TypeError, UndecodableMessage):
+        return None
+    match event:
+        case AttendeeRegistered():
+            return event.registration_id, event.convention_id, event.badge_type
+        case OrderPaid(confirms_registration=True):
+            return event.registration_id, event.convention_id, None
+        case _:
+            return None
 
 
 def write_atomically(folder: Path, name: str, content: bytes) -> Path:
@@ -134,8 +264,10 @@ class Mailer:
         *,
         poll_seconds: float = 0.5,
         batch_size: int = 100,
+        tickets: MailTickets | None = None,
     ) -> None:
         self._engine = engine
+        self._tickets = tickets
         self._folder = folder
         self._poll_seconds = poll_seconds
         self._batch_size = batch_size
@@ -151,7 +283,7 @@ class Mailer:
 
     async def run(self) -> None:
         self._folder.mkdir(parents=True, exist_ok=True)
-        log.info("mailer_started", folder=str(self._folder))
+        log.info("mailer_started", folder=str(self._folder), tickets=self._tickets is not None)
         while not self._stopping.is_set():
             try:
                 delivered = await self.deliver_once()
@@ -173,7 +305,8 @@ class Mailer:
             mails = await self._claim(conn)
             if not mails:
                 return 0
-            sent = await asyncio.to_thread(self._write_all, mails)
+            tickets = {} if self._tickets is None else await self._tickets.find(conn, mails)
+            sent = await asyncio.to_thread(self._write_all, mails, tickets)
             if sent:
                 await conn.execute(
                     update(mail_outbox).where(mail_outbox.c.seq.in_(sent)).values(sent_at=utcnow())
@@ -195,14 +328,14 @@ class Mailer:
             query = query.where(m.seq.not_in(sorted(self._undeliverable)))
         return [Mail.from_db(row) for row in await conn.execute(query)]
 
-    def _write_all(self, mails: list[Mail]) -> list[int]:
+    def _write_all(self, mails: list[Mail], tickets: dict[str, MailTicket]) -> list[int]:
         """Write each mail's file; returns the seqs written. A row that cannot become a
         message is logged and left unsent (visible in the table) for someone to look at,
         and this mailer passes over it instead of stalling behind it."""
         written = []
         for mail in mails:
             try:
-                content = as_message(mail).as_bytes()
+                content = as_message(mail, tickets.get(mail.mail_id)).as_bytes()
             except (ValueError, TypeError, LookupError) as exc:
                 self._undeliverable.add(mail.seq)
                 log.error("mail_undeliverable", seq=mail.seq, mail_id=mail.mail_id, error=repr(exc))

@@ -20,6 +20,7 @@ from consumers.registration.state import (
     DEFAULT_POLICY,
     EPOCH,
     BadgeType,
+    CheckIn,
     Convention,
     ConventionStatus,
     EntryStatus,
@@ -111,6 +112,10 @@ class PartitionMemory:
                 r.request_hash,
                 r.email,
                 r.name,
+                r.ticket_serial,
+                r.checked_in_station,
+                r.checked_in_at,
+                r.check_in_scan_id,
             ).where(r.convention_id.in_(missing))
         )
         orders = await _load_orders(conn, missing)
@@ -171,7 +176,9 @@ class RegistrationBook:
                 if old is None:
                     self._new_registrations.add(registration_id)
                 else:
-                    self._before_registrations.setdefault(registration_id, old)
+                    if registration_id not in self._new_registrations:
+                        # A registration new in this batch is written whole, orders included.
+                        self._before_registrations.setdefault(registration_id, old)
                     self._dirty_registrations.add(registration_id)
                 if old is not None and old.email_key != new.email_key:
                     moved = (old.convention_id, old.email_key)
@@ -258,6 +265,10 @@ class RegistrationBook:
                     email_hash=row["email_hash"],
                     email=row["email"],
                     name=row["name"],
+                    ticket_serial=row["ticket_serial"],
+                    checked_in_station=row["checked_in_station"],
+                    checked_in_at=row["checked_in_at"],
+                    check_in_scan_id=row["check_in_scan_id"],
                 )
             )
         if self._new_registrations:
@@ -604,6 +615,18 @@ def _registration(
         name=row.name or "",
         orders=tuple(orders.get(row.registration_id, ())),
         refunds=tuple(refunds.get(row.registration_id, ())),
+        ticket_serial=row.ticket_serial,
+        check_in=_check_in(row),
+    )
+
+
+def _check_in(row: Any) -> CheckIn | None:
+    if row.check_in_scan_id is None:
+        return None
+    return CheckIn(
+        row.checked_in_station,
+        row.checked_in_at.replace(tzinfo=UTC),
+        uuid.UUID(row.check_in_scan_id),
     )
 
 
@@ -619,4 +642,8 @@ def _registration_row(r: Registration) -> dict[str, object]:
         "active_key": identity_hash(str(r.convention_id), r.email_key) if r.active else None,
         "email": r.email,
         "name": r.name,
+        "ticket_serial": r.ticket_serial,
+        "checked_in_station": None if r.check_in is None else r.check_in.station,
+        "checked_in_at": None if r.check_in is None else _naive(r.check_in.scanned_at),
+        "check_in_scan_id": None if r.check_in is None else str(r.check_in.scan_id),
     }

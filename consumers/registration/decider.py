@@ -10,10 +10,12 @@ convention sells and how its orders are paid are in `consumers.registration.orde
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from consumers.registration import orders
 from consumers.registration.pricing import Refusal, price
 from consumers.registration.state import (
+    CheckIn,
     Convention,
     ConventionStatus,
     OrderStatus,
@@ -21,6 +23,14 @@ from consumers.registration.state import (
     RegistrationStatus,
     Situation,
     hold_end,
+    utc,
+)
+from schemas.checkin import (
+    AttendeeCheckedIn,
+    CheckInAttendee,
+    CheckInRefusal,
+    CheckInRefused,
+    CheckInSuperseded,
 )
 from schemas.identity import email_key
 from schemas.orders import RefundReason
@@ -118,6 +128,8 @@ def _decide(situation: Situation, command: Command) -> list[Event]:
             return _cancel(situation, command)
         case TransferRegistration():
             return _transfer(situation, command)
+        case CheckInAttendee():
+            return _check_in(situation, command)
         case CreateConvention():
             return _create(situation, command)
         case OpenConvention():
@@ -285,6 +297,103 @@ def _cancel(situation: Situation, command: CancelRegistration) -> list[Event]:
         for index, (order, amount) in enumerate((o, a) for o, a in refunds if a > 0)
     )
     return events
+
+
+def registration_is_known(
+    registration: Registration | None, convention_id: uuid.UUID
+) -> CheckInRefusal | None:
+    if registration is None or registration.convention_id != convention_id:
+        return CheckInRefusal.UNKNOWN_REGISTRATION
+    return None
+
+
+def ticket_is_current(registration: Registration, serial: int) -> CheckInRefusal | None:
+    """A cancellation revokes the ticket; a transfer voids the tickets issued before it."""
+    if registration.status is RegistrationStatus.CANCELLED or (
+        serial != registration.ticket_serial
+    ):
+        return CheckInRefusal.REVOKED
+    return None
+
+
+def registration_is_paid(registration: Registration) -> CheckInRefusal | None:
+    """Confirmed: free at once, or paid (one pending payment, expired or rejected is not)."""
+    if registration.status is not RegistrationStatus.CONFIRMED:
+        return CheckInRefusal.NOT_PAID
+    return None
+
+
+def scan_already_decided(registration: Registration, scan: CheckIn) -> bool:
+    """The scan the registration is checked in by, sent again: nothing new to decide."""
+    return registration.check_in is not None and registration.check_in.scan_id == scan.scan_id
+
+
+def scan_supersedes(registration: Registration, scan: CheckIn) -> bool:
+    """An earlier scan than the one the registration was checked in by (stations that were
+    offline): the earliest scan is the check-in, whatever order the scans arrive in."""
+    return registration.check_in is not None and scan.precedes(registration.check_in)
+
+
+def _check_in(situation: Situation, command: CheckInAttendee) -> list[Event]:
+    registration = situation.registration
+    reason = registration_is_known(registration, command.convention_id)
+    if reason is None and registration is not None:
+        reason = ticket_is_current(registration, command.ticket_serial) or registration_is_paid(
+            registration
+        )
+    if reason is not None or registration is None:
+        return [_check_in_refused(command, reason or CheckInRefusal.UNKNOWN_REGISTRATION)]
+    scan = CheckIn(command.station, utc(command.scanned_at), command.scan_id)
+    if scan_already_decided(registration, scan):
+        return []
+    checked_in = registration.check_in
+    fields = {
+        "convention_id": command.convention_id,
+        "registration_id": command.registration_id,
+        "badge_type": registration.badge_type,
+        "name": registration.name,
+        "station": scan.station,
+        "scanned_at": scan.scanned_at,
+        "scan_id": scan.scan_id,
+    }
+    if checked_in is None:
+        return [AttendeeCheckedIn(**fields)]
+    if scan_supersedes(registration, scan):
+        return [
+            CheckInSuperseded(
+                **fields,
+                superseded_station=checked_in.station,
+                superseded_scanned_at=checked_in.scanned_at,
+                superseded_scan_id=checked_in.scan_id,
+            )
+        ]
+    return [
+        _check_in_refused(
+            command,
+            CheckInRefusal.ALREADY_CHECKED_IN,
+            checked_in_station=checked_in.station,
+            checked_in_at=checked_in.scanned_at,
+        )
+    ]
+
+
+def _check_in_refused(
+    command: CheckInAttendee,
+    reason: CheckInRefusal,
+    *,
+    checked_in_station: str | None = None,
+    checked_in_at: datetime | None = None,
+) -> CheckInRefused:
+    return CheckInRefused(
+        convention_id=command.convention_id,
+        registration_id=command.registration_id,
+        station=command.station,
+        scanned_at=utc(command.scanned_at),
+        scan_id=command.scan_id,
+        reason=reason,
+        checked_in_station=checked_in_station,
+        checked_in_at=checked_in_at,
+    )
 
 
 def _create(situation: Situation, command: CreateConvention) -> list[Event]:

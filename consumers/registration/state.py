@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from schemas.catalogue import OptionSpec, OrderLine, OrderPolicy, PriceTier, PromoCodeSpec
+from schemas.checkin import AttendeeCheckedIn, CheckInSuperseded
 from schemas.identity import InvalidEmail, email_key
 from schemas.orders import (
     BadgeQuotaSet,
@@ -292,6 +293,31 @@ class Refund:
     completed: bool = False
 
 
+def utc(moment: datetime) -> datetime:
+    """A moment in UTC; one without a zone (a station's clock as sent) is taken as UTC."""
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+@dataclass(frozen=True)
+class CheckIn:
+    """The scan a registration was checked in by (the earliest one decided so far)."""
+
+    station: str
+    scanned_at: datetime
+    scan_id: uuid.UUID
+
+    @property
+    def rank(self) -> tuple[datetime, str, uuid.UUID]:
+        """Scans are ordered by time, then station name, then id: the smallest wins, so the
+        winner does not depend on the order scans arrive in."""
+        return (utc(self.scanned_at), self.station, self.scan_id)
+
+    def precedes(self, other: CheckIn) -> bool:
+        return self.rank < other.rank
+
+
 @dataclass(frozen=True)
 class Registration:
     registration_id: uuid.UUID
@@ -304,6 +330,9 @@ class Registration:
     name: str = ""
     orders: tuple[Order, ...] = ()
     refunds: tuple[Refund, ...] = ()
+    ticket_serial: int = 0
+    """Transfers so far: a ticket issued with another serial no longer admits anyone."""
+    check_in: CheckIn | None = None
 
     @property
     def active(self) -> bool:
@@ -576,6 +605,12 @@ def evolve_registration(registration: Registration | None, event: Event) -> Regi
                 email_key=recorded_email_key(event.email),
                 email=event.email,
                 name=event.name,
+                ticket_serial=registration.ticket_serial + 1,
+            )
+        case AttendeeCheckedIn() | CheckInSuperseded():
+            return replace(
+                registration,
+                check_in=CheckIn(event.station, utc(event.scanned_at), event.scan_id),
             )
         case OptionsOrdered():
             return registration.with_order(

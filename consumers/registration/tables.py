@@ -12,6 +12,7 @@ from sqlalchemy import (
     PrimaryKeyConstraint,
     String,
     Table,
+    text,
 )
 from sqlalchemy.dialects.mysql import BINARY, DATETIME, MEDIUMTEXT
 
@@ -58,12 +59,18 @@ registrations = Table(
     Column("active_key", BINARY(32), nullable=True, unique=True),
     Column("email", String(254), nullable=True),
     Column("name", String(200), nullable=True),
+    Column("ticket_serial", Integer, nullable=False, server_default=text("0")),
+    Column("checked_in_station", String(60), nullable=True),
+    Column("checked_in_at", DATETIME(fsp=6), nullable=True),
+    Column("check_in_scan_id", String(36), nullable=True),
     Index("ix_registrations_convention_email_hash", "convention_id", "email_hash"),
 )
 """`email_key` is `schemas.identity.email_key` of the address; `email_hash` and `active_key`
 are `identity_hash`es of it, compared byte for byte. `active_key` is set only while
 confirmed: the database itself refuses a second active registration for one e-mail in one
-convention."""
+convention. `ticket_serial` counts the registration's transfers (a ticket with another
+serial is revoked); `checked_in_*` is the scan it was checked in by (naive UTC), NULL
+until it is."""
 
 orders = Table(
     "orders",

@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 from aiokafka import TopicPartition
 from pydantic import ValidationError
-from sqlalchemy import String, bindparam, func, literal_column, select, update
+from sqlalchemy import String, bindparam, func, literal_column, or_, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -28,6 +28,7 @@ from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers.dead_letters import split_dead_letter_headers
 from projections.orders.stock import parse_stock_key
 from projections.website import tables as t
+from schemas.checkin import AttendeeCheckedIn, CheckInRefusal, CheckInRefused, CheckInSuperseded
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_SOURCE_TOPIC,
@@ -87,6 +88,9 @@ ACCEPTED = "accepted"
 REJECTED = "rejected"
 PENDING_PAYMENT = "pending_payment"
 """A registration placed with something to pay: its seat is held until paid or expired."""
+CHECKED_IN = "checked_in"
+SUPERSEDED = "superseded"
+"""Check-in scan outcomes besides the refusals' reasons (`schemas.checkin.CheckInRefusal`)."""
 
 
 @dataclass
@@ -109,7 +113,16 @@ class Changes:
     """Registrations paid, expired or cancelled since they were decided, in event order."""
     transfers: list[dict[str, Any]] = field(default_factory=list)
     """Registrations handed to another account: the earlier holder recorded, then the
-    registration's holder replaced."""
+    registration's holder replaced. Each applies after the status changes before it
+    (`statuses_before`), so every row's last change sets its `updated_at`."""
+    check_ins: list[dict[str, Any]] = field(default_factory=list)
+    """Registrations checked in, or their check-in moved to an earlier scan, in event order."""
+    scans: list[dict[str, Any]] = field(default_factory=list)
+    """Scans decided: a scan's first decision is its row."""
+    superseded: list[dict[str, Any]] = field(default_factory=list)
+    """Check-ins an earlier scan replaced, in event order: the replaced scan's row turns
+    `superseded`, and every superseded or `already_checked_in` row of the registration names
+    the new winner (the rows are inserted first: a scan is decided before it is replaced)."""
     sold: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
     """Seats taken (held by an unpaid order, paid, or offered to the waitlist) or freed."""
     outcomes: list[dict[str, Any]] = field(default_factory=list)
@@ -393,6 +406,7 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
         case RegistrationTransferred():
             changes.transfers.append(
                 {
+                    "statuses_before": len(changes.registration_statuses),
                     "event_id": str(envelope.message_id),
                     "r_id": str(event.registration_id),
                     "email": event.email,
@@ -405,8 +419,59 @@ def _project_event(changes: Changes, envelope: Envelope, event: Event) -> None:
             outcome(ACCEPTED, str(event.registration_id))
         case CancellationRejected() | RegistrationRequestRefused() | TransferRejected():
             outcome(REJECTED, str(event.registration_id), event.reason.value)
+        case AttendeeCheckedIn() | CheckInSuperseded():
+            scan = _scan_row(event, CHECKED_IN, at)
+            changes.scans.append(scan)
+            changes.check_ins.append(
+                {
+                    "r_id": str(event.registration_id),
+                    "w_station": scan["station"],
+                    "w_at": scan["scanned_at"],
+                }
+            )
+            if isinstance(event, CheckInSuperseded):
+                changes.superseded.append(
+                    {
+                        "r_id": str(event.registration_id),
+                        "s_id": str(event.superseded_scan_id),
+                        "w_station": scan["station"],
+                        "w_at": scan["scanned_at"],
+                    }
+                )
+            outcome(ACCEPTED, str(event.registration_id))
+        case CheckInRefused():
+            changes.scans.append(_scan_row(event, event.reason.value, at))
+            outcome(REJECTED, str(event.registration_id), event.reason.value)
         case _:
             log.warning("event_not_projected", type=envelope.type)
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def _scan_row(
+    event: AttendeeCheckedIn | CheckInSuperseded | CheckInRefused, outcome: str, at: datetime
+) -> dict[str, Any]:
+    """A scan's row as decided; a scan refused as already checked in names the winner."""
+    winner_station = winner_scanned_at = None
+    if isinstance(event, CheckInRefused) and event.reason is CheckInRefusal.ALREADY_CHECKED_IN:
+        winner_station = event.checked_in_station
+        if event.checked_in_at is not None:
+            winner_scanned_at = _naive_utc(event.checked_in_at)
+    return {
+        "scan_id": str(event.scan_id),
+        "convention_id": str(event.convention_id),
+        "registration_id": str(event.registration_id),
+        "station": event.station,
+        "scanned_at": _naive_utc(event.scanned_at),
+        "outcome": outcome,
+        "winner_station": winner_station,
+        "winner_scanned_at": winner_scanned_at,
+        "decided_at": at,
+    }
 
 
 def _registration_status(registration_id: uuid.UUID, status: str, at: datetime) -> dict[str, Any]:
@@ -451,6 +516,9 @@ def _registration_row(
         "request_hash": message.request_hash,
         "created_at": at,
         "updated_at": at,
+        "ticket_serial": 0,
+        "checked_in_at": None,
+        "checked_in_station": None,
     }
 
 
@@ -528,6 +596,32 @@ _TRANSFER = (
         email_key=bindparam("email_key"),
         account_id=bindparam("account_id"),
         updated_at=bindparam("at"),
+        ticket_serial=t.registrations.c.ticket_serial + 1,
+    )
+)
+_CHECK_IN = (
+    update(t.registrations)
+    .where(t.registrations.c.registration_id == bindparam("r_id"))
+    .values(checked_in_at=bindparam("w_at"), checked_in_station=bindparam("w_station"))
+)
+_INSERT_SCANS = insert(t.check_in_scans).prefix_with("IGNORE")
+_NAMES_WINNER = (SUPERSEDED, CheckInRefusal.ALREADY_CHECKED_IN.value)
+"""Scan outcomes whose row names the registration's check-in, kept up to date."""
+_s = t.check_in_scans.c
+_SUPERSEDE = (
+    update(t.check_in_scans)
+    .where(
+        _s.registration_id == bindparam("r_id"),
+        or_(
+            _s.scan_id == bindparam("s_id"),
+            # literals: an expanding IN cannot run as one executemany
+            _s.outcome.in_([literal_column(f"'{outcome}'") for outcome in _NAMES_WINNER]),
+        ),
+    )
+    .values(
+        outcome=func.if_(_s.scan_id == bindparam("s_id"), SUPERSEDED, _s.outcome),
+        winner_station=bindparam("w_station"),
+        winner_scanned_at=bindparam("w_at"),
     )
 )
 _ADD_SOLD = (
@@ -571,6 +665,19 @@ def _sold_deltas(c: Changes) -> list[dict[str, Any]]:
     ]
 
 
+def _between_transfers(
+    c: Changes,
+) -> Iterator[tuple[list[dict[str, Any]], dict[str, Any] | None]]:
+    """The status changes in event order, split at each transfer: (the changes before it,
+    the transfer), then (the changes after the last one, None)."""
+    done = 0
+    for transfer in c.transfers:
+        upto = transfer["statuses_before"]
+        yield c.registration_statuses[done:upto], transfer
+        done = upto
+    yield c.registration_statuses[done:], None
+
+
 async def write_changes(conn: AsyncConnection, c: Changes) -> None:
     """Apply one batch's changes to the database. `ReadModelImage.apply` is its mirror."""
     if c.conventions:
@@ -590,11 +697,18 @@ async def write_changes(conn: AsyncConnection, c: Changes) -> None:
         )
     if c.decided:
         await conn.execute(_UPSERT_DECIDED, c.decided)
-    for transfer in c.transfers:
-        await conn.execute(_RECORD_TRANSFER, transfer)
-        await conn.execute(_TRANSFER, transfer)
-    if c.registration_statuses:
-        await conn.execute(_SET_REGISTRATION_STATUS, c.registration_statuses)
+    for statuses, transfer in _between_transfers(c):
+        if statuses:
+            await conn.execute(_SET_REGISTRATION_STATUS, statuses)
+        if transfer is not None:
+            await conn.execute(_RECORD_TRANSFER, transfer)
+            await conn.execute(_TRANSFER, transfer)
+    if c.check_ins:
+        await conn.execute(_CHECK_IN, c.check_ins)
+    if c.scans:
+        await conn.execute(_INSERT_SCANS, c.scans)
+    if c.superseded:
+        await conn.execute(_SUPERSEDE, c.superseded)
     sold = _sold_deltas(c)
     if sold:
         await conn.execute(_ADD_SOLD, sold)
@@ -652,6 +766,9 @@ class ReadModelImage:
         self.command_outcomes: dict[str, dict[str, Any]] = {}
         self.applied_events: dict[str, dict[str, Any]] = {}
         self.registration_transfers: dict[str, dict[str, Any]] = {}
+        self.check_in_scans: dict[str, dict[str, Any]] = {}
+        self._scans_of: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """Each registration's scan rows."""
         self._event_ids: set[str] = set()
         self.set_aside = 0
         """Events left out because their rows do not fit the columns (see `fold_events`)."""
@@ -662,6 +779,7 @@ class ReadModelImage:
         yield t.badge_types, list(self.badge_types.values())
         yield t.registrations, list(self.registrations.values())
         yield t.registration_transfers, list(self.registration_transfers.values())
+        yield t.check_in_scans, list(self.check_in_scans.values())
         yield t.command_outcomes, list(self.command_outcomes.values())
         yield t.applied_events, list(self.applied_events.values())
 
@@ -719,10 +837,30 @@ class ReadModelImage:
                     has_order=row["has_order"],
                     updated_at=row["updated_at"],
                 )
-        for transfer in c.transfers:
-            self._transfer(transfer)
-        for change in c.registration_statuses:
-            self._update(self.registrations, change["r_id"], status=change["r_status"], at=change)
+        for statuses, transfer in _between_transfers(c):
+            for change in statuses:
+                self._update(
+                    self.registrations, change["r_id"], status=change["r_status"], at=change
+                )
+            if transfer is not None:
+                self._transfer(transfer)
+        for change in c.check_ins:
+            known = self.registrations.get(_collated(change["r_id"]))
+            if known is not None:
+                known.update(checked_in_at=change["w_at"], checked_in_station=change["w_station"])
+        for row in c.scans:
+            key = _collated(row["scan_id"])
+            if key not in self.check_in_scans:
+                self.check_in_scans[key] = scan = dict(row)
+                self._scans_of[_collated(row["registration_id"])].append(scan)
+        for change in c.superseded:
+            replaced = _collated(change["s_id"])
+            for scan in self._scans_of.get(_collated(change["r_id"]), ()):
+                if _collated(scan["scan_id"]) == replaced:
+                    scan["outcome"] = SUPERSEDED
+                elif scan["outcome"] not in _NAMES_WINNER:
+                    continue
+                scan.update(winner_station=change["w_station"], winner_scanned_at=change["w_at"])
         for change in _sold_deltas(c):
             badge = self.badge_types.get((_collated(change["c_id"]), _collated(change["b_code"])))
             if badge is not None:
@@ -763,6 +901,7 @@ class ReadModelImage:
             email_key=transfer["email_key"],
             account_id=transfer["account_id"],
             updated_at=transfer["at"],
+            ticket_serial=row["ticket_serial"] + 1,
         )
 
     @staticmethod

@@ -66,6 +66,9 @@ registrations = Table(
     Column("account_id", String(36), nullable=True),
     Column("reason_subject", String(40), nullable=True),
     Column("has_order", Boolean, nullable=False, server_default=text("0")),
+    Column("ticket_serial", Integer, nullable=False, server_default=text("0")),
+    Column("checked_in_at", DATETIME(fsp=6), nullable=True),
+    Column("checked_in_station", String(60), nullable=True),
     Index("ix_registrations_listing", "convention_id", "status", "created_at", "registration_id"),
     Index("ix_registrations_by_convention", "convention_id", "created_at", "registration_id"),
     Index("ix_registrations_account", "account_id", "created_at"),
@@ -76,7 +79,9 @@ when it is about the seat); `has_order` says the decision recorded an order, whi
 orders read model shows (registrations decided before orders existed have none).
 `account_id` is the owner of a registration made while logged in; a guest registration (no
 account) belongs to its `email_key` (`schemas.identity.email_key`): an account with that
-address verified sees it as its own."""
+address verified sees it as its own. `ticket_serial` counts its transfers (the serial its
+ticket carries); `checked_in_at` and `checked_in_station` are the winning scan's (the
+earliest), NULL until checked in."""
 
 registration_transfers = Table(
     "registration_transfers",
@@ -92,6 +97,26 @@ registration_transfers = Table(
     Index("ix_registration_transfers_from_email", "from_email_key", "transferred_at"),
 )
 """Who held a registration before each transfer: the earlier holder still sees it."""
+
+check_in_scans = Table(
+    "check_in_scans",
+    metadata,
+    Column("scan_id", String(36), primary_key=True),
+    Column("convention_id", String(36), nullable=False),
+    Column("registration_id", String(36), nullable=False),
+    Column("station", String(60), nullable=False),
+    Column("scanned_at", DATETIME(fsp=6), nullable=False),
+    Column("outcome", String(30), nullable=False),
+    Column("winner_station", String(60), nullable=True),
+    Column("winner_scanned_at", DATETIME(fsp=6), nullable=True),
+    Column("decided_at", DATETIME(fsp=6), nullable=False),
+    Index("ix_check_in_scans_station", "convention_id", "station", "scanned_at"),
+    Index("ix_check_in_scans_registration", "registration_id"),
+)
+"""Every scan decided, once (`docs/CHECKIN.md`): `outcome` is `checked_in`, `superseded` (an
+earlier scan, at `winner_station` at `winner_scanned_at`, became the check-in) or the
+refusal's reason (`already_checked_in` names the winner the same way). Times are naive
+UTC; `decided_at` is when the command was taken."""
 
 command_outcomes = Table(
     "command_outcomes",

@@ -17,7 +17,7 @@ from infra.settings import Settings
 from infra.simulators.lodging.store import drop_store
 from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Supervisor
-from tests.conftest import TEST_TOKEN, StackFactory
+from tests.conftest import TEST_TICKET_KEYS, TEST_TOKEN, StackFactory
 from tests.support import eventually
 
 
@@ -58,6 +58,7 @@ async def stack(
         "REDIS_URL": settings.redis_url,
         "BUTTERFLY_REDIS_NAMESPACE": settings.redis_namespace,
         "BUTTERFLY_ADMIN_TOKEN": TEST_TOKEN,
+        "BUTTERFLY_TICKET_KEYS": TEST_TICKET_KEYS,
         "BUTTERFLY_TOPIC_PREFIX": settings.topic_prefix,
         "BUTTERFLY_DB_PREFIX": settings.db_prefix,
         "BUTTERFLY_HTTP_PORT": str(port),

@@ -1,15 +1,17 @@
-"""Every guard, tested: for each admin route and method, each caller that must not pass is
-refused, and each caller that may pass is let through; the owner-guarded registration and
-room-request routes answer 404 to anyone but the owner, staff of the convention and admins;
-the account routes want a login; a write made with the session cookie wants its CSRF token.
+"""Every guard, tested: for each admin and staff route and method, each caller that must not
+pass is refused, and each caller that may pass is let through; the owner-guarded
+registration, ticket and room-request routes answer 404 to anyone but the owner, staff of
+the convention and admins; the account routes want a login; a write made with the session
+cookie wants its CSRF token.
 
-The admin routes are the app's own: its OpenAPI document lists every path under
-`/api/v1/admin/` with each of its methods. Test ids must exist before any stack runs, so the
-matrix is built at collection from the OpenAPI document of `create_app` (the same code the
-stack serves), and `test_the_matrix_is_every_admin_route_the_stack_serves` fetches
-`/schema/openapi.json` from the running stack and fails if the two differ, or if the app
-routes anything under `/api/v1/admin/` that its OpenAPI document leaves out. A new admin
-route therefore gets its rows in the matrix by itself, or fails that test.
+The admin and staff routes are the app's own: its OpenAPI document lists every path under
+`/api/v1/admin/` and `/api/v1/staff/` (check-in at the door) with each of its methods.
+Test ids must exist before any stack runs, so the matrix is built at collection from the
+OpenAPI document of `create_app` (the same code the stack serves), and
+`test_the_matrix_is_every_admin_route_the_stack_serves` fetches `/schema/openapi.json` from
+the running stack and fails if the two differ, or if the app routes anything under those
+prefixes that its OpenAPI document leaves out. A new admin or staff route therefore gets its
+rows in the matrix by itself, or fails that test.
 
 Callers: anonymous, a wrong bearer token, an attendee (no roles), an analyst, staff of
 convention C, an admin account, the admin token, an admin account's ended session, and an
@@ -17,7 +19,8 @@ account whose admin role was revoked. Expectations:
 
 - anonymous, wrong bearer token, ended session: 401 on every admin route;
 - attendee, revoked admin: 403 on every admin route; analyst: 403 on every admin route but
-  the reports (`/reports/` in the path), which analysts read for every convention;
+  the reports (`/reports/` in the path) and the check-in summary, which analysts read for
+  every convention;
 - staff of C: 403 on every admin route that names no convention, and on every route naming
   convention D; on routes naming C the guard lets them through (anything but 401/403, and
   never a 5xx: the handler answers for the content). A route naming a registration
@@ -76,6 +79,8 @@ from tests.support import eventually
 pytestmark = pytest.mark.e2e
 
 ADMIN_PREFIX = "/api/v1/admin/"
+GUARDED_PREFIXES = (ADMIN_PREFIX, "/api/v1/staff/")
+"""The routes of the matrix: administration, and the staff's check-in at the door."""
 METHODS = ("get", "post", "put", "patch", "delete")
 CONVENTION = "convention_id"
 REGISTRATION = "registration_id"
@@ -91,6 +96,8 @@ BODIES: dict[str, dict[str, Any]] = {
     "NewConvention": NEW_CONVENTION,
     "LotteryRun": {"seed": 7},
     "RoleBody": {"role": "analyst"},
+    "CheckInBody": {"token": "not-a-ticket", "station": "guard-gate"},
+    "CheckInSync": {"scans": []},
 }
 """A valid body per request schema (by its OpenAPI component name); any other is `{}`."""
 QUERY_VALUES: dict[str, str] = {"email": "nobody.at.all@example.org"}
@@ -142,10 +149,10 @@ def _body(operation: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def admin_operations(openapi: dict[str, Any]) -> list[Operation]:
-    """Every (method, path) under /api/v1/admin/ in an OpenAPI document."""
+    """Every (method, path) under /api/v1/admin/ and /api/v1/staff/ in an OpenAPI document."""
     found = []
     for path, item in sorted(openapi["paths"].items()):
-        if not path.startswith(ADMIN_PREFIX):
+        if not path.startswith(GUARDED_PREFIXES):
             continue
         for method in METHODS:
             operation = item.get(method)
@@ -185,12 +192,12 @@ def _app_openapi() -> dict[str, Any]:
 
 
 def _app_admin_routes() -> set[tuple[str, str]]:
-    """What the app routes under /api/v1/admin/, in the schema or not, with OpenAPI's path
-    spelling (`{name}` without the `:type`)."""
+    """What the app routes under /api/v1/admin/ and /api/v1/staff/, in the schema or not,
+    with OpenAPI's path spelling (`{name}` without the `:type`)."""
     routes = set()
     for route in _app().routes:
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
-        if not path.startswith(ADMIN_PREFIX):
+        if not path.startswith(GUARDED_PREFIXES):
             continue
         for method in getattr(route, "methods", ()):
             if method.lower() in METHODS:
@@ -227,7 +234,9 @@ PASS = 0
 def expected(caller: str, operation: Operation, target: str | None) -> int:
     if caller in (ANONYMOUS, WRONG_BEARER, ENDED_SESSION):
         return 401
-    if caller == ANALYST and "/reports/" in operation.path:
+    if caller == ANALYST and (
+        "/reports/" in operation.path or operation.path.endswith("/check-ins/summary")
+    ):
         return PASS
     if caller in (ATTENDEE, ANALYST, REVOKED_ADMIN):
         return 403
@@ -572,6 +581,9 @@ OWNER_CALLERS = (
 later DELETEs answer 200 all the same."""
 OWNED_ROUTES = (
     ("GET", "/api/v1/registrations/{registration}"),
+    ("GET", "/api/v1/registrations/{registration}/ticket"),
+    ("GET", "/api/v1/registrations/{registration}/ticket.svg"),
+    ("GET", "/api/v1/registrations/{registration}/ticket.pdf"),
     ("DELETE", "/api/v1/registrations/{cancellable}"),
     ("GET", "/api/v1/lodging/{room_request}"),
     ("GET", "/api/v1/registrations/{registration}/lodging"),

@@ -22,6 +22,7 @@ GIVEN_BY_MAKE_SETTINGS = (
     "db_prefix",
     "topic_prefix",
     "admin_token",
+    "ticket_keys",
     "partitions",
     "redis_url",
     "redis_namespace",

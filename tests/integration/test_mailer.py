@@ -1,13 +1,16 @@
 """The mailer on a migrated write database: every unsent `mail_outbox` row becomes one `.eml`
 file, once, and is marked sent; a file left by a crash before the row was marked is
-rewritten under the same name, never doubled."""
+rewritten under the same name, never doubled. A mail that confirms a registration carries
+its ticket, signed at delivery."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from datetime import datetime
 from email import policy
+from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
@@ -15,10 +18,18 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from consumers.accounts.mailer import Mailer, latest_mail_to
+from consumers.accounts.mailer import Mailer, MailTickets, latest_mail_to, ticket_png
 from consumers.accounts.tables import mail_outbox
+from consumers.registration import tables as registration_tables
 from infra.settings import Settings
-from tests.conftest import StackFactory
+from producers.kafka import OutgoingRecord
+from producers.outbox import stage
+from schemas.orders import OrderPaid
+from schemas.registration import AttendeeRegistered, Event
+from schemas.registry import wrap
+from schemas.tickets import issue, parse_keys, public_keys, verify
+from schemas.topics import Topics, registration_key
+from tests.conftest import TEST_TICKET_KEYS, StackFactory
 from tests.support import count, engine_for, eventually
 
 pytestmark = pytest.mark.integration
@@ -91,3 +102,119 @@ async def test_outbox_rows_become_mail_files_exactly_once(
     newest = latest_mail_to(folder, later["to_address"])
     assert newest is not None
     assert newest["Subject"] == later["subject"]
+
+
+# --- the ticket in the mail that confirms a registration ---------------------------------------
+
+SITE = "https://door.example"
+
+
+def event_record(settings: Settings, event: Event) -> tuple[str, OutgoingRecord]:
+    """An event as the registration decider stages it in its outbox (the mail's id is its)."""
+    envelope = wrap(
+        event,
+        message_id=uuid.uuid4(),
+        occurred_at=datetime(2027, 1, 10, 9, 0),
+        correlation_id=uuid.uuid4(),
+        causation_id=uuid.uuid4(),
+        key=registration_key(event.convention_id),
+        actor="attendee",
+    )
+    topic = Topics(settings.topic_prefix).registration_events
+    return str(envelope.message_id), OutgoingRecord.of(topic, envelope)
+
+
+def mail_row(mail_id: str, address: str, subject: str) -> dict[str, Any]:
+    return {
+        "mail_id": mail_id,
+        "to_address": address,
+        "subject": subject,
+        "body": "Hello,\n\nSomething happened.\n",
+        "created_at": datetime(2027, 1, 10, 9, 0),
+    }
+
+
+def delivered(folder: Path, address: str) -> EmailMessage:
+    found = latest_mail_to(folder, address)
+    assert found is not None, address
+    return found
+
+
+async def test_a_mail_that_confirms_a_registration_carries_its_ticket(
+    make_settings: StackFactory, tmp_path: Path
+) -> None:
+    settings = await make_settings()
+    keys = parse_keys(TEST_TICKET_KEYS)
+    convention = uuid.uuid4()
+    at_once, paid, options_paid = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    confirmed = AttendeeRegistered(
+        convention_id=convention,
+        registration_id=at_once,
+        email="free@example.org",
+        name="Free",
+        badge_type="STD",
+        request_hash="h",
+    )
+    payment = OrderPaid(
+        convention_id=convention,
+        registration_id=paid,
+        order_id=uuid.uuid4(),
+        payment_id="pay_1",
+        amount_cents=2500,
+        currency="EUR",
+        confirms_registration=True,
+    )
+    later_options = payment.model_copy(
+        update={"registration_id": options_paid, "confirms_registration": False}
+    )
+    staged = [event_record(settings, e) for e in (confirmed, payment, later_options)]
+    mails = [
+        mail_row(staged[0][0], "free@example.org", "You are registered for Door Con"),
+        mail_row(staged[1][0], "paid@example.org", "Payment received for Door Con"),
+        mail_row(staged[2][0], "options@example.org", "Payment received for Door Con"),
+        mail_row(str(uuid.uuid4()), "verify@example.org", "Confirm your e-mail address"),
+    ]
+    async with engine_for(settings.db.write_url) as engine, engine.begin() as conn:
+        await stage(conn, registration_tables.outbox, staged)
+        await conn.execute(insert(mail_outbox), mails)
+        await conn.execute(
+            insert(registration_tables.registrations),
+            [
+                {
+                    "registration_id": str(registration_id),
+                    "convention_id": str(convention),
+                    "email_key": f"{registration_id}@example.org",
+                    "badge_type": "SUPPORTER",
+                    "status": "confirmed",
+                    "request_hash": "h",
+                    "email_hash": hashlib.sha256(str(registration_id).encode()).digest(),
+                }
+                for registration_id in (paid, options_paid)
+            ],
+        )
+
+    folder = tmp_path / "mail"
+    async with engine_for(settings.db.write_url) as engine:
+        mailer = Mailer(engine, folder, tickets=MailTickets(keys, SITE + "/"))
+        while await mailer.deliver_once():
+            pass
+
+    for address, registration_id, badge_type in (
+        ("free@example.org", at_once, "STD"),
+        ("paid@example.org", paid, "SUPPORTER"),
+    ):
+        message = delivered(folder, address)
+        [attachment] = list(message.iter_attachments())
+        assert attachment.get_content_type() == "image/png"
+        assert attachment.get_filename() == "ticket.png"
+        token = issue(registration_id, convention, badge_type, 0, keys)
+        assert attachment.get_content() == ticket_png(token), "the ticket, signed at delivery"
+        text = message.get_body(preferencelist=("plain",))
+        assert text is not None
+        assert f"{SITE}/api/v1/registrations/{registration_id}/ticket.pdf" in text.get_content()
+        assert verify(token, public_keys(keys)).serial == 0
+    for address in ("options@example.org", "verify@example.org"):
+        message = delivered(folder, address)
+        assert list(message.iter_attachments()) == [], "no ticket where nothing was confirmed"
+        assert not message.is_multipart()
+        assert "ticket" not in message.get_content()

@@ -261,6 +261,7 @@ async def _snapshot(settings: Settings) -> dict[str, list[tuple[object, ...]]]:
             r.conventions,
             r.badge_types,
             r.registrations,
+            r.check_in_scans,
             r.command_outcomes,
             r.applied_events,
         ):

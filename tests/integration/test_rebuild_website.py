@@ -24,6 +24,12 @@ from schemas.catalogue import (
     PriceTier,
     PromoCodeSpec,
 )
+from schemas.checkin import (
+    AttendeeCheckedIn,
+    CheckInRefusal,
+    CheckInRefused,
+    CheckInSuperseded,
+)
 from schemas.envelope import (
     HEADER_CONSUMER_GROUP,
     HEADER_ERROR,
@@ -66,6 +72,7 @@ from schemas.registration import (
     OrderTerms,
     RegisterAttendee,
     RegistrationCancelled,
+    RegistrationTransferred,
     RejectionReason,
 )
 from schemas.registry import wrap
@@ -278,6 +285,27 @@ async def _badges(settings: Settings, cid: uuid.UUID) -> dict[str, tuple[int, in
         return {row.code: (row.quota, row.sold) for row in rows}
 
 
+async def _check_ins(
+    settings: Settings, cid: uuid.UUID
+) -> tuple[dict[str, tuple[object, ...]], dict[str, tuple[object, ...]]]:
+    g, s = r.registrations.c, r.check_in_scans.c
+    async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
+        registrations = await conn.execute(
+            select(g.registration_id, g.ticket_serial, g.checked_in_station, g.checked_in_at).where(
+                g.convention_id == str(cid)
+            )
+        )
+        scans = await conn.execute(
+            select(s.scan_id, s.outcome, s.winner_station, s.winner_scanned_at).where(
+                s.convention_id == str(cid)
+            )
+        )
+        return (
+            {row[0]: tuple(row[1:]) for row in registrations},
+            {row[0]: tuple(row[1:]) for row in scans},
+        )
+
+
 async def _registrations(settings: Settings, cid: uuid.UUID) -> dict[str, str]:
     g = r.registrations.c
     async with engine_for(settings.db.read_url) as engine, engine.connect() as conn:
@@ -449,6 +477,66 @@ async def test_orders_and_waitlists_show_alike_projected_and_rebuilt(
         )
     )
     stream.add(RefundCompleted(convention_id=cid, registration_id=ada, refund_id=refund))
+    stream.add(
+        RegistrationTransferred(
+            convention_id=cid,
+            registration_id=ada,
+            badge_type="FULL",
+            email="ada2@example.org",
+            name="Ada Two",
+            account_id=uuid.uuid4(),
+        )
+    )
+    door_b, door_c, door_a, revoked = (uuid.uuid4() for _ in range(4))
+    scans = [
+        stream.add(
+            AttendeeCheckedIn(
+                convention_id=cid,
+                registration_id=ada,
+                badge_type="FULL",
+                name="Ada Two",
+                station="Door B",
+                scanned_at=START + timedelta(hours=5),
+                scan_id=door_b,
+            )
+        ),
+        stream.add(
+            CheckInRefused(
+                convention_id=cid,
+                registration_id=ada,
+                station="Door C",
+                scanned_at=START + timedelta(hours=6),
+                scan_id=door_c,
+                reason=CheckInRefusal.ALREADY_CHECKED_IN,
+                checked_in_station="Door B",
+                checked_in_at=START + timedelta(hours=5),
+            )
+        ),
+        stream.add(
+            CheckInSuperseded(
+                convention_id=cid,
+                registration_id=ada,
+                badge_type="FULL",
+                name="Ada Two",
+                station="Door A",
+                scanned_at=START + timedelta(hours=4),
+                scan_id=door_a,
+                superseded_station="Door B",
+                superseded_scanned_at=START + timedelta(hours=5),
+                superseded_scan_id=door_b,
+            )
+        ),
+        stream.add(
+            CheckInRefused(
+                convention_id=cid,
+                registration_id=cy,
+                station="Door A",
+                scanned_at=START + timedelta(hours=4),
+                scan_id=revoked,
+                reason=CheckInRefusal.REVOKED,
+            )
+        ),
+    ]
 
     options_order = _order(
         OrderLine(
@@ -517,6 +605,23 @@ async def test_orders_and_waitlists_show_alike_projected_and_rebuilt(
     assert outcomes[str(refused_quota)] == ("rejected", "quota_below_taken", str(cid))
     assert outcomes[str(refused_entry_command)] == ("rejected", "not_sold_out", str(refused_entry))
     assert outcomes[str(refused_order)] == ("rejected", "unknown_option", str(ada))
+    assert [outcomes[str(c)] for c in scans] == [
+        ("accepted", None, str(ada)),
+        ("rejected", "already_checked_in", str(ada)),
+        ("accepted", None, str(ada)),
+        ("rejected", "revoked", str(cy)),
+    ]
+    at_four = (START + timedelta(hours=4)).replace(tzinfo=None)
+    assert await _check_ins(settings, cid) == (
+        {str(ada): (1, "Door A", at_four), str(cy): (0, None, None)}
+        | {str(rid): (0, None, None) for rid in (bob, dan)},
+        {
+            str(door_a): ("checked_in", None, None),
+            str(door_b): ("superseded", "Door A", at_four),
+            str(door_c): ("already_checked_in", "Door A", at_four),
+            str(revoked): ("revoked", None, None),
+        },
+    )
 
     before = await _snapshot(settings)
     report = await rebuild_website(settings)

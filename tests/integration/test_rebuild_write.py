@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from consumers.registration import tables as w
 from infra.bootstrap import build_decider
@@ -21,6 +21,7 @@ from infra.cli import _rebuild_write
 from infra.rebuild_write import rebuild_write
 from infra.settings import Settings
 from schemas.catalogue import OptionChoice, OptionSpec, PromoCodeSpec
+from schemas.checkin import CheckInAttendee
 from schemas.orders import CreatePromoCode, DefineOption, ExpireOrder, JoinWaitlist, RecordPayment
 from schemas.registration import (
     BadgeTypeSpec,
@@ -158,6 +159,28 @@ async def test_folded_state_equals_the_tables_and_corruption_is_reported(
             ),
             what="the payment, the expiry and the offer",
         )
+        # The paid registration scanned at two doors, the later scan first.
+        await send_commands(
+            settings,
+            *(
+                envelope(
+                    CheckInAttendee(
+                        convention_id=cid,
+                        registration_id=priced.registration_id,
+                        ticket_serial=0,
+                        station=station,
+                        scanned_at=datetime(2027, 5, 1, 9, minute, 0, 123456, tzinfo=UTC),
+                        scan_id=uuid.uuid4(),
+                    )
+                )
+                for station, minute in (("Door B", 5), ("Door A", 1))
+            ),
+        )
+        await eventually(
+            lambda: event_types(settings),
+            lambda found: any(t == "CheckInSuperseded" for t, _ in found),
+            what="the check-in superseded",
+        )
         report = await eventually(
             lambda: rebuild_write(settings),
             lambda report: report.ok,
@@ -172,6 +195,16 @@ async def test_folded_state_equals_the_tables_and_corruption_is_reported(
     assert counts["waitlist_entries"] == (1, 1)
     assert counts["lodging_conventions"] == (1, 1)
     assert counts["lodging_registrations"] == (1, 1)
+    async with engine_for(settings.db.write_url) as engine, engine.connect() as conn:
+        g = w.registrations.c
+        checked_in = (
+            await conn.execute(
+                select(g.checked_in_station, g.checked_in_at).where(
+                    g.registration_id == str(priced.registration_id)
+                )
+            )
+        ).one()
+    assert tuple(checked_in) == ("Door A", datetime(2027, 5, 1, 9, 1, 0, 123456))
 
     async with engine_for(settings.db.write_url) as engine, engine.begin() as conn:
         b = w.badge_types.c

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -17,6 +19,7 @@ from projections.orders import tables as o
 from projections.progress import Progress
 from projections.replay import replay
 from projections.website import tables as r
+from schemas.checkin import CheckInAttendee
 from schemas.topics import Topics
 from tests.conftest import StackFactory
 from tests.support import (
@@ -57,9 +60,25 @@ async def test_a_replay_swaps_in_equal_tables_while_the_projectors_run(
     read_db = settings.db.read_url.database
     assert read_db is not None
     convention_id = await open_convention_with_quota(settings, 1000)
+    first = [registration(convention_id, f"a{i}@x.org") for i in range(10)]
+    await send_commands(settings, *(command_envelope(command) for command, _ in first))
+    # Each attendee scanned at two doors, the later scan first: checked in, then superseded.
     await send_commands(
         settings,
-        *(command_envelope(registration(convention_id, f"a{i}@x.org")[0]) for i in range(10)),
+        *(
+            command_envelope(
+                CheckInAttendee(
+                    convention_id=convention_id,
+                    registration_id=rid,
+                    ticket_serial=0,
+                    station=station,
+                    scanned_at=datetime(2027, 5, 1, 9, minute, tzinfo=UTC),
+                    scan_id=uuid.uuid4(),
+                )
+            )
+            for _, rid in first
+            for station, minute in (("Door B", 5), ("Door A", 1))
+        ),
     )
     seen: list[int] = []
     sent = 10
@@ -115,6 +134,8 @@ async def test_a_replay_swaps_in_equal_tables_while_the_projectors_run(
     registrations = next(c for c in website.checks if c.table == "registrations")
     assert registrations.live_rows >= 10
     assert registrations.live_checksum is not None
+    scans = next(c for c in website.checks if c.table == "check_in_scans")
+    assert scans.live_rows == 20
     assert "records/s" in stderr.getvalue().splitlines()[-1]
     assert min(seen) >= 10, "a reader saw the registrations table empty or partly built"
     assert website.old is not None

@@ -107,8 +107,14 @@ LEAKED = {
 }
 
 
-def leaked_value(annotation: Any, default: object) -> str:
+LEAKED_BY_NAME = {"ticket_keys": "leak:5AymB-KGrBm9rxhjHty-qYK-Z8KlJDEmx03qeBS6E6M"}
+"""Settings whose values are checked when read: a leaked value they take."""
+
+
+def leaked_value(annotation: Any, default: object, name: str = "") -> str:
     """A value no default has: for a choice of words, a word that is not the default."""
+    if name in LEAKED_BY_NAME:
+        return LEAKED_BY_NAME[name]
     if get_origin(annotation) is Literal:
         return next(str(choice) for choice in get_args(annotation) if choice != default)
     return LEAKED[annotation]
@@ -122,7 +128,7 @@ def environment_name(name: str) -> str:
 def write_leaky_env_file(path: Path) -> None:
     """An env file that sets every setting to a value no default has."""
     lines = [
-        f"{environment_name(name)}={leaked_value(field.annotation, field.default)}"
+        f"{environment_name(name)}={leaked_value(field.annotation, field.default, name)}"
         for name, field in Settings.model_fields.items()
     ]
     path.write_text("\n".join(lines) + "\n")
@@ -135,7 +141,7 @@ def assert_nothing_leaked(
     values = settings.model_dump() if isinstance(settings, Settings) else settings
     assert set(values) == set(Settings.model_fields)
     for name, field in Settings.model_fields.items():
-        assert str(values[name]) != leaked_value(field.annotation, field.default), name
+        assert str(values[name]) != leaked_value(field.annotation, field.default, name), name
         if name not in given:
             assert values[name] == field.default, name
 
