@@ -30,6 +30,7 @@ from gateway.web.admin import admin_router
 from gateway.web.dashboards import dashboard_router
 from gateway.web.pages import pages_or_problems, static_files, template_config
 from gateway.web.site import site_router
+from gateway.web.station import station_router
 from schemas.asyncapi import asyncapi_document, render
 
 
@@ -97,6 +98,7 @@ def create_app(
             site_router,
             admin_router,
             dashboard_router,
+            station_router,
             static_files,
         ],
         dependencies={

@@ -1,8 +1,9 @@
 """The admin app's dashboard and lodging desk of one convention.
 
 The dashboard shows registrations per minute, revenue by badge type, the hotel blocks'
-pickup per night and the totals, each in a region that htmx fetches again every few seconds
-(its fragment route); without JavaScript the page shows the same figures as of its loading.
+pickup per night, the totals and check-in at the door, each in a region that htmx fetches
+again every few seconds (its fragment route); without JavaScript the page shows the same
+figures as of its loading.
 The lodging desk shows the hotels and their pickup, the room requests (parked ones can be
 retried), the hotel lottery and reconciliation with the partner.
 
@@ -52,9 +53,14 @@ WINDOW_MINUTES = 30
 """The registrations chart shows this many minutes, up to now (or to the last registration,
 when that was longer ago)."""
 MINUTE = "%Y-%m-%dT%H:%M"
+CHECK_IN_HOURS = 24
+CHECK_IN_MIN_HOURS = 6
+"""The check-in chart shows from 6 to 24 hours, up to the last check-in."""
+CONFLICTS_SHOWN = 20
+"""The latest conflicts between stations listed on the dashboard."""
 ROOM_STATUSES = ("requested", "held", "confirmed", "waitlisted", "failed", "cancelled")
-PARTS = ("totals", "revenue", "registrations", "pickup")
-WIDE = ("registrations", "pickup")
+PARTS = ("totals", "revenue", "registrations", "pickup", "checkin")
+WIDE = ("registrations", "pickup", "checkin")
 """The regions as wide as the page (the others share a row)."""
 
 
@@ -101,6 +107,10 @@ class Part:
     """(key, label, value): the totals."""
     note: str | None = None
     error: str | None = None
+    more_charts: Sequence[Markup] = ()
+    conflicts: Sequence[dict[str, Any]] = ()
+    """Check-in: scans replaced by an earlier one at another station, the latest first."""
+    more_conflicts: int = 0
     as_of: str = field(default_factory=lambda: datetime.now(UTC).strftime("%H:%M:%S UTC"))
 
 
@@ -279,6 +289,90 @@ def pickup_by_hotel(pickup: dict[str, Any]) -> list[Datum]:
     ]
 
 
+def per_hour(rows: Sequence[dict[str, Any]], hours: int = CHECK_IN_HOURS) -> list[Datum]:
+    """Check-ins per hour up to the last one, gaps as zeros: from the first, but at least
+    `CHECK_IN_MIN_HOURS` and at most `hours`."""
+    counts: dict[datetime, int] = defaultdict(int)
+    for row in rows:
+        try:
+            moment = datetime.fromisoformat(str(row["hour"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            continue
+        hour = moment.astimezone(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
+        counts[hour] += int(row.get("checked_in") or 0)
+    if not counts:
+        return []
+    end = max(counts)
+    start = max(
+        min(min(counts), end - timedelta(hours=CHECK_IN_MIN_HOURS - 1)),
+        end - timedelta(hours=hours - 1),
+    )
+    span = int((end - start) / timedelta(hours=1)) + 1
+    return [
+        Datum(label=f"{moment:%Y-%m-%d %H:00}", value=counts.get(moment, 0))
+        for moment in (start + timedelta(hours=i) for i in range(span))
+    ]
+
+
+def checked_in_by_badge(desk: Desk, rows: Sequence[dict[str, Any]]) -> list[Datum]:
+    return [
+        Datum(
+            label=desk.badge_name(str(row["badge_type"])),
+            value=int(row["checked_in"]),
+            text=f"{number(int(row['checked_in']))} of {number(int(row['registered']))}",
+            limit=int(row["registered"]),
+        )
+        for row in rows
+    ]
+
+
+async def _check_in(call: Api, desk: Desk, url: str) -> Part:
+    """The door: checked in of registered, per badge type and per hour, and the scans two
+    stations disagreed on."""
+    answer = await call.get(f"/api/v1/staff/conventions/{desk.id}/check-ins/summary")
+    if not answer.ok or not isinstance(answer.body, dict):
+        return Part("checkin", "Check-in", url, error=_unavailable(answer))
+    body = answer.body
+    registered, checked_in = int(body["registered"]), int(body["checked_in"])
+    facts = [
+        (
+            "checked-in",
+            "Checked in",
+            f"{number(checked_in)} of {number(registered)} ({_percent(checked_in, registered)}%)",
+        ),
+        ("conflicts", "Conflicts between stations", number(len(body["conflicts"]))),
+    ]
+    by_badge = bar_chart(
+        "chart-checkin-badges",
+        "Checked in of registered, per badge type",
+        checked_in_by_badge(desk, body["by_badge_type"]),
+        label_heading="Badge type",
+        value_heading="Checked in",
+        limit_heading="Registered",
+        empty="The convention has no badge types yet.",
+    )
+    by_hour = column_chart(
+        "chart-checkin-hours",
+        "Check-ins per hour (UTC)",
+        per_hour(body["by_hour"]),
+        label_heading="Hour (UTC)",
+        value_heading="Check-ins",
+        axis_label=lambda label: label[-5:],
+        empty="Nobody is checked in yet.",
+    )
+    conflicts = list(reversed(body["conflicts"]))
+    return Part(
+        "checkin",
+        "Check-in",
+        url,
+        chart=by_badge,
+        facts=facts,
+        more_charts=(by_hour,),
+        conflicts=conflicts[:CONFLICTS_SHOWN],
+        more_conflicts=max(0, len(conflicts) - CONFLICTS_SHOWN),
+    )
+
+
 def _rows(answer: Answer) -> list[dict[str, Any]]:
     rows = answer.item("rows", [])
     return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
@@ -336,6 +430,8 @@ async def _part(request: Request[Any, Any, Any], desk: Desk, name: str) -> Part:
             empty="No hotel blocks yet: sync them from the partner on the Lodging page.",
         )
         return Part(name, "Hotel pickup", url, chart=chart)
+    if name == "checkin":
+        return await _check_in(call, desk, url)
     return await _totals(call, desk, url)
 
 

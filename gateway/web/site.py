@@ -12,16 +12,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn
 from urllib.parse import quote, urlsplit
 
+import httpx
 from litestar import Request, Response, Router, get, post
 from litestar.exceptions import HTTPException, NotFoundException
 from litestar.response import Redirect, Template
 
-from gateway.web.api import Answer, Api, new_form_key
+from gateway.correlation import CORRELATION_HEADER
+from gateway.web.api import INTERNAL_BASE, TIMEOUT_SECONDS, Answer, Api, new_form_key
 from gateway.web.pages import (
     PAGE_EXCEPTION_HANDLERS,
     api,
@@ -820,12 +823,15 @@ async def registration_context(
         "lottery": "closed",
         "room": None,
         "rooms": [],
+        "ticket": None,
     }
     if registration["status"] == "confirmed":
-        hotels, rooms = await asyncio.gather(
+        hotels, rooms, ticket = await asyncio.gather(
             client.get(f"/api/v1/conventions/{convention_id}/hotels"),
             client.get(f"/api/v1/registrations/{registration_id}/lodging"),
+            client.get(f"/api/v1/registrations/{registration_id}/ticket"),
         )
+        context["ticket"] = ticket.body if ticket.ok and isinstance(ticket.body, dict) else None
         context["hotels"] = hotels.item("hotels", []) if hotels.ok else []
         context["lottery"] = hotels.item("lottery", "closed") if hotels.ok else "closed"
         context["rooms"] = rooms.item("items", []) if rooms.ok else []
@@ -958,6 +964,94 @@ async def registration_lodging(request: Request[Any, Any, Any], registration_id:
         form_key=new_form_key(),
         **context,
         **_registration_extras(context),
+    )
+
+
+async def api_file(request: Request[Any, Any, Any], path: str) -> httpx.Response:
+    """A file the API serves (a QR code, a PDF), read as bytes with the visitor's cookies
+    (`Api` reads JSON and text)."""
+    headers = {"accept": "*/*"}
+    cookie = request.headers.get("cookie")
+    if cookie:
+        headers["cookie"] = cookie
+    correlation = request.scope.get("state", {}).get("correlation_id")
+    if correlation is not None:
+        headers[CORRELATION_HEADER] = str(correlation)
+    client = request.client
+    transport = httpx.ASGITransport(
+        app=request.app,  # type: ignore[arg-type]
+        client=(client.host, client.port) if client is not None else ("127.0.0.1", 0),
+    )
+    base = str(request.base_url).rstrip("/") or INTERNAL_BASE
+    async with httpx.AsyncClient(
+        transport=transport, base_url=base, timeout=TIMEOUT_SECONDS
+    ) as http:
+        return await http.get(path, headers=headers)
+
+
+async def passed_on(
+    request: Request[Any, Any, Any],
+    path: str,
+    *,
+    download: str | None = None,
+    adjust: Callable[[bytes], bytes] | None = None,
+) -> Response[bytes] | Redirect:
+    """The API's file as this site's own (so an `<img>` or a link needs nothing but the
+    page's cookies): as it is, or as a download named `download`; a refusal is the error
+    page."""
+    answer = await api_file(request, path)
+    if answer.status_code == 401:
+        return redirect(request, login_url(request.url.path))
+    if answer.status_code != 200:
+        body = answer.json() if "json" in answer.headers.get("content-type", "") else None
+        fail(Answer(answer.status_code, body, answer.headers))
+    disposition = answer.headers.get("content-disposition")
+    if download is not None:
+        disposition = f'attachment; filename="{download}"'
+    headers = {"Cache-Control": "private, no-store"}
+    if disposition:
+        headers["Content-Disposition"] = disposition
+    return Response(
+        answer.content if adjust is None else adjust(answer.content),
+        media_type=answer.headers.get("content-type", "application/octet-stream"),
+        headers=headers,
+    )
+
+
+@get("/registrations/{registration_id:uuid}/ticket.svg", name="ticket-qr")
+async def ticket_qr(
+    request: Request[Any, Any, Any], registration_id: uuid.UUID
+) -> Response[bytes] | Redirect:
+    """The ticket's QR code, for the registration page's `<img>`."""
+    return await passed_on(
+        request, f"/api/v1/registrations/{registration_id}/ticket.svg", adjust=scalable
+    )
+
+
+SVG_SIZE = re.compile(rb'<svg([^>]*?) width="(\d+)" height="(\d+)"')
+
+
+def scalable(svg: bytes) -> bytes:
+    """The QR code with a `viewBox`, so it shrinks to a phone's width instead of being
+    cut off, on a white ground (a scanner needs the quiet zone light)."""
+    if b"viewBox" in svg[:300]:
+        return svg
+    return SVG_SIZE.sub(
+        rb'<svg\1 width="\2" height="\3" viewBox="0 0 \2 \3" style="background:#fff"',
+        svg,
+        count=1,
+    )
+
+
+@get("/registrations/{registration_id:uuid}/ticket.pdf", name="ticket-pdf")
+async def ticket_pdf(
+    request: Request[Any, Any, Any], registration_id: uuid.UUID
+) -> Response[bytes] | Redirect:
+    """The printable ticket, downloaded."""
+    return await passed_on(
+        request,
+        f"/api/v1/registrations/{registration_id}/ticket.pdf",
+        download=f"ticket-{registration_id}.pdf",
     )
 
 
@@ -1456,6 +1550,8 @@ site_router = Router(
         registration,
         registration_status,
         registration_lodging,
+        ticket_qr,
+        ticket_pdf,
         receipt,
         pay,
         order_promo_code,

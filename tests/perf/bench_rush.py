@@ -34,6 +34,13 @@ Phases (`--phases` picks some, in this order):
   hold (tests/perf/lodging.py): the intake, the seconds until every request settled
   (confirmed, or waitlisted after trying every preferred hotel), requests settled per second,
   POST-to-settled latency, the outcomes, CPU per request, and pickup checked against them.
+- gates: the rush at the door (tests/perf/gates.py, docs/CHECKIN.md): G confirmed
+  registrations' tickets scanned by four stations at once (each its own client, 16 scans in
+  flight), a tenth of them a second time at another station, shuffled: scans/s, the latency
+  p50/p90/p99, the answers by status, CPU per scan, and checks that exactly G registrations
+  are checked in and every second scan answered 409; then one station's offline queue of 200
+  scans (half scanned before the first scan) synced in batches of 100: its time, and a check
+  that exactly the earlier half superseded the first scans.
 - rebuild: the website read model rebuilt from the topics into throwaway databases by
   `projections.rebuild.rebuild_website`; events/s, and a check that it equals the live one.
 - memory: the peak resident memory (VmHWM) of every process of the stack; each Butterfly role
@@ -65,6 +72,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.perf.common import BenchError, Summary, line, ms, percentile, section
+from tests.perf.gates import gates_phase
 from tests.perf.lodging import lodging_phase, print_lodging
 from tests.perf.replay import ROLE_MEMORY_LIMIT, memory_phase, rebuild_phase
 from tests.perf.rush import compare, make_rush, rush_phase
@@ -87,6 +95,7 @@ PHASES = (
     "overload",
     "rush",
     "lodging",
+    "gates",
     "rebuild",
     "memory",
 )
@@ -99,6 +108,7 @@ QUICK = {
     "requests": 1000,
     "quota": 300,
     "rooms": 100,
+    "scans": 200,
 }
 """`--quick`: a smoke run of every phase in about two minutes, figures not to be trusted."""
 WAIT_TARGET = 2000.0
@@ -108,6 +118,8 @@ SETTLE_TARGET = 5.0
 OVERLOAD_P99_TARGET = 0.500
 REBUILD_TARGET = 50_000.0
 LODGING_SETTLE_TARGET = 30.0
+GATES_TARGET = 17.0
+"""Scans/s at the door: 1,000 attendees through the gates in a minute."""
 OVERLOAD_CONNECTIONS_MARGIN = 256
 """Overload connections past the gateway's in-flight limit, so that the limit, not the
 client's pool, decides what is shed."""
@@ -157,6 +169,8 @@ async def run_phases(
                 await _rush(butterfly, stack, args, abort, summary)
             if "lodging" in phases:
                 await _lodging(stack, admin, args, summary)
+            if "gates" in phases:
+                await _gates(stack, admin, args, summary)
         finally:
             await read_model.aclose()
     if "rebuild" in phases:
@@ -198,6 +212,25 @@ async def _lodging(
     if figures.latencies:
         summary.add("lodging POST→settled p99", "", ms(percentile(figures.latencies, 99)))
     summary.add("lodging CPU ms/request", "", f"{figures.cpu_ms:.2f}")
+
+
+async def _gates(
+    stack: Stack, admin: httpx.AsyncClient, args: argparse.Namespace, summary: Summary
+) -> None:
+    section(f"Gates: {args.scans} tickets scanned at the door by four stations at once")
+    started = time.perf_counter()
+    figures = await gates_phase(stack, admin, args.scans, args.seed)
+    timed(started)
+    summary.add(
+        "gates: scans/s",
+        f">= {GATES_TARGET:g} scans/s (1,000 in a minute)",
+        f"{figures.scans_per_s:,.0f} scans/s",
+        figures.scans_per_s >= GATES_TARGET,
+    )
+    if figures.latencies:
+        summary.add("gates p99", "", ms(percentile(figures.latencies, 99)))
+    summary.add("gates CPU ms/scan", "", f"{figures.cpu_ms:.2f}")
+    summary.add(f"gates sync of {figures.offline} offline scans", "", ms(figures.sync_seconds))
 
 
 async def _waiting(
@@ -392,6 +425,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rooms", type=int, default=500, help="lodging: room requests, R (%(default)s)"
     )
     parser.add_argument(
+        "--scans",
+        type=int,
+        default=1000,
+        help="gates: confirmed registrations whose tickets are scanned, G (%(default)s)",
+    )
+    parser.add_argument(
         "-q", "--quota", type=int, default=1000, help="rush: seats, Q (%(default)s)"
     )
     parser.add_argument(
@@ -406,7 +445,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0.02,
         help="rush: share of POSTs retrying an earlier Idempotency-Key (%(default)s)",
     )
-    parser.add_argument("--seed", type=int, default=None, help="rush: seed of its randomness")
+    parser.add_argument(
+        "--seed", type=int, default=None, help="rush and gates: seed of their randomness"
+    )
     parser.add_argument(
         "--no-wrk",
         dest="wrk",
@@ -452,6 +493,7 @@ def main() -> int:
         f"phases {','.join(args.phases)}; C={args.connections} connections, "
         f"D={args.duration:g} s after {args.warmup:g} s warm-up, B={args.burst:g} s, "
         f"O={args.overload_duration:g} s, rush N={args.requests} Q={args.quota}, "
+        f"gates G={args.scans}, "
         f"{args.clients} rawhttp process(es)",
     )
     abort = threading.Event()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import httpx
 import psutil
 
+from schemas.tickets import new_seed
 from schemas.topics import Topics
 from tests.perf.common import REPO, BenchError, line, mismatch, section
 
@@ -33,6 +34,10 @@ HEALTH_INTERVAL = 0.2
 STACK_START_TIMEOUT = 120.0
 STACK_STOP_TIMEOUT = 40.0
 DATABASE_PROCESSES = ("mariadbd", "mysqld")
+TICKET_KEYS_VARIABLE = "BUTTERFLY_TICKET_KEYS"
+TICKET_KEY_ID = "bench"
+"""The roles sign and verify tickets with a key made for each run, unless the environment
+names keys already."""
 
 Processes = list[tuple[str, int]]
 """(role, pid) of processes whose CPU and memory the bench reports."""
@@ -129,6 +134,8 @@ def start_stack() -> Stack:
         "BUTTERFLY_RUN_DIR": str(run_dir),
         "BUTTERFLY_ADMIN_TOKEN": stack.admin_token,
     }
+    if not os.environ.get(TICKET_KEYS_VARIABLE):
+        overrides[TICKET_KEYS_VARIABLE] = f"{TICKET_KEY_ID}:{new_seed()}"
     assert stack.log_path is not None
     started = time.perf_counter()
     with stack.log_path.open("wb") as log:
@@ -388,11 +395,18 @@ class CpuMeter:
         return by_role
 
 
-def cpu_report(spent: Mapping[str, float], loadgen: tuple[str, float], registrations: int) -> float:
-    """Print the CPU milliseconds each process spent per registration, the load generator's
-    included; returns the total over the server's processes (the load generator left out)."""
+def cpu_report(
+    spent: Mapping[str, float],
+    loadgen: tuple[str, float],
+    registrations: int,
+    *,
+    unit: str = "registration",
+) -> float:
+    """Print the CPU milliseconds each process spent per registration (or per `unit`), the
+    load generator's included; returns the total over the server's processes (the load
+    generator left out)."""
     if registrations <= 0:
-        line("CPU", "no registrations to share the CPU among")
+        line("CPU", f"no {unit}s to share the CPU among")
         return 0.0
     server = sum(spent.values())
     rows = [
@@ -401,9 +415,9 @@ def cpu_report(spent: Mapping[str, float], loadgen: tuple[str, float], registrat
     name, seconds = loadgen
     rows.append(f"load generator ({name}) {seconds / registrations * 1000:.2f}")
     line(
-        "CPU ms/reg.",
+        "CPU ms/reg." if unit == "registration" else f"CPU ms/{unit}",
         f"{server / registrations * 1000:.2f} by the server's processes "
-        f"({server:.1f} CPU s for {registrations} registrations), by process:",
+        f"({server:.1f} CPU s for {registrations} {unit}s), by process:",
     )
     for start in range(0, len(rows), 3):
         line("", ";  ".join(rows[start : start + 3]))
