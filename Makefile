@@ -3,6 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Parallel test workers: each runs its own embedded broker; the end-to-end tests share one
+# worker and one running stack. At least two, so waiting tests overlap even on two cores.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; [ $$n -gt 4 ] && n=4; echo $$n)
 
 .DEFAULT_GOAL := help
 .PHONY: help install run test test-unit lint asyncapi bench clean
@@ -22,7 +25,7 @@ run: $(STAMP) ## start broker and MariaDB (found or embedded), migrate, serve ht
 	$(VENV)/bin/butterfly dev
 
 test: $(STAMP) ## every test: unit, integration and end to end, on a real broker and MariaDB
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 test-unit: $(STAMP) ## only the pure unit tests
 	$(PY) -m pytest tests/unit

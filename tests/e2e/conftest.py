@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,16 @@ from infra.simulators.payments.store import drop_store as drop_payments_store
 from infra.supervisor import Supervisor
 from tests.conftest import TEST_TICKET_KEYS, TEST_TOKEN, StackFactory
 from tests.support import eventually
+
+E2E = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end test runs in one worker of a parallel run (`make test` runs two or
+    more): they share one running stack, started once."""
+    for item in items:
+        if E2E in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @dataclass

@@ -177,9 +177,9 @@ async def test_a_one_megabyte_body_is_refused(stack: Stack, convention_id: str) 
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("GET", f"/api/v1/conventions/{uuid.uuid4()}"),
-        ("GET", f"/api/v1/registrations/{uuid.uuid4()}"),
-        ("DELETE", f"/api/v1/registrations/{uuid.uuid4()}"),
+        ("GET", "/api/v1/conventions/5f0c6a1e-4a51-4d1f-9a55-0d6b1f2e9c01"),
+        ("GET", "/api/v1/registrations/5f0c6a1e-4a51-4d1f-9a55-0d6b1f2e9c02"),
+        ("DELETE", "/api/v1/registrations/5f0c6a1e-4a51-4d1f-9a55-0d6b1f2e9c03"),
         ("GET", "/api/v1/registrations/not-a-uuid"),
         ("GET", "/api/v1/nothing-here"),
     ],

@@ -62,6 +62,7 @@ async def test_nothing_configured_means_nothing_to_refuse() -> None:
         ("KAFKA_BOOTSTRAP_SERVERS", dead_kafka(), "does not answer a metadata request"),
         ("DATABASE_URL", dead_database(), "does not answer; unset it"),
     ],
+    ids=["kafka", "database"],
 )
 async def test_a_run_with_a_dead_configured_service_stops_at_once_with_the_reason(
     variable: str, value: str, message: str

@@ -152,6 +152,7 @@ def test_after_a_rotation_the_old_key_still_verifies_and_the_new_one_signs() -> 
         ("a:!!!!", "32 bytes"),
         (f"a:{new_seed()},a:{new_seed()}", "unique"),
     ],
+    ids=["no-colon", "short-seed", "not-base64", "same-kid-twice"],
 )
 def test_bad_key_settings_are_refused(setting: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
