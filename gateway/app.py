@@ -1,4 +1,5 @@
-"""The Litestar application: routes, problem details, OpenAPI and AsyncAPI, health."""
+"""The Litestar application: routes, problem details, OpenAPI and AsyncAPI, health and
+metrics."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from gateway.conventions import AdminConventionController, ConventionController
 from gateway.deps import Gateway
 from gateway.health import health, ready
 from gateway.lodging import AdminLodgingController, LodgingController
+from gateway.metrics import count_requests, metrics
 from gateway.middleware import correlation_middleware, shed_load_middleware
 from gateway.operations import OperationsController
 from gateway.orders import AdminOrderController, OrderController, WaitlistController
@@ -94,6 +96,7 @@ def create_app(
             OperationsController,
             health,
             ready,
+            metrics,
             asyncapi,
             site_router,
             admin_router,
@@ -145,6 +148,7 @@ def create_app(
         debug=False,
     )
     app.state.gateway = gateway
+    count_requests(app)
     return app
 
 

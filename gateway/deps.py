@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,12 +19,16 @@ from gateway.account_desk import AccountDesk
 from gateway.problems import Problem, problem_response
 from gateway.reads import Outcome, ReadModels
 from gateway.waiting import DecisionWaiter
+from infra.metrics import DECISION_WAIT_SECONDS, DECISION_WAITS
 from infra.pipeline.health import ConsumerWatch
 from producers.commands import CommandPublisher
 from schemas.registration import Command
 from schemas.registry import wrap
 from schemas.tickets import SigningKey
 from schemas.topics import Topics, registration_key
+
+TIMED_OUT = "timeout"
+"""The outcome label of a wait that ended before its decision (answered 202)."""
 
 IdempotencyKey = Annotated[
     str | None,
@@ -88,7 +93,12 @@ class Gateway:
         except BaseException:
             self.waiter.forget(ticket)
             raise
-        return await self.waiter.wait(ticket, decision_wait(request, self.decision_wait_seconds))
+        started = time.perf_counter()
+        outcome = await self.waiter.wait(ticket, decision_wait(request, self.decision_wait_seconds))
+        label = TIMED_OUT if outcome is None else outcome.outcome
+        DECISION_WAITS.labels(command.message_type, label).inc()
+        DECISION_WAIT_SECONDS.labels(label).observe(time.perf_counter() - started)
+        return outcome
 
     async def database_answers(self) -> bool:
         try:

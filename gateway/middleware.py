@@ -21,9 +21,14 @@ from litestar.types import (
 )
 
 from gateway.correlation import CORRELATION_HEADER, correlation_from
+from gateway.metrics import METRICS_PATH
 from gateway.problems import PROBLEM_BASE, PROBLEM_JSON
+from infra.metrics import HTTP_SHED, route_label
 
 log = structlog.get_logger(__name__)
+
+UNSHED = ("/health", METRICS_PATH)
+"""Paths answered whatever the load: a process under load is when they matter most."""
 
 
 def correlation_middleware(app: ASGIApp) -> ASGIApp:
@@ -105,7 +110,7 @@ def shed_load_middleware(
     limit: int, latency_target: float = 0.2, floor: int = 200
 ) -> Callable[[ASGIApp], ASGIApp]:
     """Answers 503 with Retry-After when a `LoadShedder` with these limits says so; /health
-    is always answered.
+    and /metrics are always answered.
 
     Litestar builds a middleware once per route handler, so the shedder lives here, shared
     by every route the returned factory wraps: its limits are per gateway process."""
@@ -113,10 +118,11 @@ def shed_load_middleware(
 
     def build(app: ASGIApp) -> ASGIApp:
         async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-            if scope["type"] != ScopeType.HTTP or scope["path"].startswith("/health"):
+            if scope["type"] != ScopeType.HTTP or scope["path"].startswith(UNSHED):
                 await app(scope, receive, send)
                 return
             if not shedder.admit():
+                HTTP_SHED.labels(route_label(scope.get("path_template"))).inc()
                 await _overloaded(scope, send)
                 return
             shedder.in_flight += 1

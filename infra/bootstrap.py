@@ -426,6 +426,7 @@ def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
         ConsumerConfig(
             group=group_name(settings, BRIDGE),
             topics=(topics.partner_lodging_events,),
+            role="bridge",
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,
@@ -483,6 +484,7 @@ def _decider_consumer(
     config = ConsumerConfig(
         group=decider_group(settings, name),
         topics=sources,
+        role=f"decider.{name}",
         dead_letter_topic=topics_of(settings).dead_letter,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         max_records=max_records,
@@ -598,6 +600,7 @@ def build_projector(
         ConsumerConfig(
             group=group or group_name(settings, f"projector.{name}"),
             topics=sources,
+            role="" if group else f"projector.{name}",
             dead_letter_topic=topics.dead_letter,
             bootstrap_servers=settings.kafka_bootstrap_servers,
             max_records=max_records,

@@ -15,6 +15,7 @@ from sqlalchemy import Table, delete, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra.metrics import OUTBOX_RELAYED
 from producers.kafka import OutgoingRecord, publish_all
 
 log = structlog.get_logger(__name__)
@@ -120,6 +121,7 @@ class OutboxRelay:
         )
         async with self._engine.begin() as conn:
             await mark_published(conn, self._outbox, [row.event_id for row in rows])
+        OUTBOX_RELAYED.labels(self._outbox.name).inc(len(rows))
         log.info("outbox_relayed", count=len(rows))
         return len(rows)
 

@@ -38,6 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from consumers.accounts.tables import mail_outbox
 from consumers.registration import tables as registration_tables
+from infra.metrics import MAILS_DELIVERED
 from infra.pipeline.faults import is_transient
 from producers.outbox import utcnow
 from schemas.envelope import HEADER_TYPE, UndecodableMessage
@@ -312,6 +313,7 @@ class Mailer:
                     update(mail_outbox).where(mail_outbox.c.seq.in_(sent)).values(sent_at=utcnow())
                 )
         if sent:
+            MAILS_DELIVERED.inc(len(sent))
             log.info("mails_delivered", count=len(sent), folder=str(self._folder))
         return len(sent)
 

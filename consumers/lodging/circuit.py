@@ -20,6 +20,8 @@ from enum import StrEnum
 
 import structlog
 
+from infra.metrics import PARTNER_CIRCUIT_STATE
+
 log = structlog.get_logger(__name__)
 
 
@@ -28,6 +30,9 @@ class CircuitState(StrEnum):
     OPEN = "open"
     HALF_OPEN = "half_open"
 
+
+GAUGE_VALUES = {CircuitState.CLOSED: 0, CircuitState.HALF_OPEN: 1, CircuitState.OPEN: 2}
+"""The state as the circuit gauge reports it: the higher, the less gets through."""
 
 _TRANSITION_EVENTS = {
     CircuitState.HALF_OPEN: "partner_circuit_half_open",
@@ -42,7 +47,10 @@ class CircuitBreaker:
 
     Every caller that passed `ready()` must report its call with `record_success()` or
     `record_failure()`, or with `abandon()` when it gave up without an answer (cancelled),
-    so a probe that never finished does not keep the circuit half-open for ever."""
+    so a probe that never finished does not keep the circuit half-open for ever.
+
+    Its state is the `butterfly_lodging_partner_circuit_state` gauge (one breaker per
+    process: the lodging role's)."""
 
     def __init__(
         self,
@@ -62,6 +70,7 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._probing = False
         self._changed = asyncio.Event()
+        PARTNER_CIRCUIT_STATE.set(GAUGE_VALUES[self._state])
 
     @property
     def state(self) -> CircuitState:
@@ -129,6 +138,7 @@ class CircuitBreaker:
         if state is self._state:
             return
         self._state = state
+        PARTNER_CIRCUIT_STATE.set(GAUGE_VALUES[state])
         if state is CircuitState.OPEN:
             log.warning("partner_circuit_opened", **details)
         else:

@@ -10,6 +10,7 @@ and said no: retrying changes nothing). Only the first counts against the breake
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ import structlog
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from consumers.lodging.circuit import CircuitBreaker
+from infra.metrics import PARTNER_CALL_FAILURES, PARTNER_CALL_SECONDS
 from schemas.lodging import BlockNight, HotelInventory, RoomTypeBlock, Stay
 
 log = structlog.get_logger(__name__)
@@ -182,6 +184,7 @@ class PartnerClient:
             return [hotel.ours() for hotel in _Hotels.model_validate(body).hotels]
 
         return await self._call(
+            "hotels",
             "GET",
             f"{API}/conventions/{convention_id}/hotels",
             parse,
@@ -207,6 +210,7 @@ class PartnerClient:
             "reference": reference,
         }
         return await self._call(
+            "hold",
             "POST",
             f"{API}/reservations",
             _reservation,
@@ -215,13 +219,19 @@ class PartnerClient:
         )
 
     async def confirm(self, ack: str) -> PartnerReservation:
-        return await self._call("POST", f"{API}/reservations/{_path(ack)}/confirm", _reservation)
+        return await self._call(
+            "confirm", "POST", f"{API}/reservations/{_path(ack)}/confirm", _reservation
+        )
 
     async def cancel(self, ack: str) -> PartnerReservation:
-        return await self._call("POST", f"{API}/reservations/{_path(ack)}/cancel", _reservation)
+        return await self._call(
+            "cancel", "POST", f"{API}/reservations/{_path(ack)}/cancel", _reservation
+        )
 
     async def reservation(self, ack: str) -> PartnerReservation:
-        return await self._call("GET", f"{API}/reservations/{_path(ack)}", _reservation)
+        return await self._call(
+            "reservation", "GET", f"{API}/reservations/{_path(ack)}", _reservation
+        )
 
     async def reservations(
         self, convention_id: uuid.UUID, reference: str | None = None
@@ -235,10 +245,11 @@ class PartnerClient:
             found = [r.ours() for r in _Reservations.model_validate(body).reservations]
             return [r for r in found if reference is None or r.reference == reference]
 
-        return await self._call("GET", f"{API}/reservations", parse, params=params)
+        return await self._call("reservations", "GET", f"{API}/reservations", parse, params=params)
 
     async def _call(
         self,
+        operation: str,
         method: str,
         path: str,
         parse: Callable[[Any], T],
@@ -247,14 +258,38 @@ class PartnerClient:
         json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> T:
-        """One request through the breaker: the parsed answer, or the failure it was."""
+        """One request through the breaker: the parsed answer, or the failure it was. Its
+        time (from sending, not counting a wait for the breaker) and its result are counted
+        under `operation`."""
         if self._client is None:
             raise RuntimeError("the partner client has not been started")
         await self.breaker.ready()
+        started = time.perf_counter()
         try:
-            response = await self._client.request(
-                method, path, params=params, json=json, headers=headers
+            answer = await self._send(
+                self._client, method, path, parse, params=params, json=json, headers=headers
             )
+        except PartnerError as exc:
+            result = "refused" if isinstance(exc, PartnerRefused) else "unavailable"
+            PARTNER_CALL_FAILURES.labels(operation, result).inc()
+            PARTNER_CALL_SECONDS.labels(operation, result).observe(time.perf_counter() - started)
+            raise
+        PARTNER_CALL_SECONDS.labels(operation, "ok").observe(time.perf_counter() - started)
+        return answer
+
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        method: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        params: Mapping[str, str] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+    ) -> T:
+        try:
+            response = await client.request(method, path, params=params, json=json, headers=headers)
         except httpx.HTTPError as exc:
             self.breaker.record_failure()
             raise PartnerUnavailable(f"{method} {path}: {type(exc).__name__} {exc}") from exc

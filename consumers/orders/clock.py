@@ -38,6 +38,7 @@ from consumers.payments.provider import (
     RefundRequest,
 )
 from consumers.registration import tables as t
+from infra.metrics import EXPIRIES_SENT, REFUND_REQUESTS
 from infra.pipeline.faults import backoff_delay
 from producers.kafka import OutgoingRecord, publish_all
 from schemas.orders import ExpireOffer, ExpireOrder, RecordRefund
@@ -216,6 +217,7 @@ class OrderClock:
         until = self._clock() + self._resend_seconds
         for e in expiries:
             self._resting[f"expire:{e.command_id}"] = until
+            EXPIRIES_SENT.labels(e.command.message_type).inc()
             log.info(
                 "expiry_sent",
                 command=e.command.message_type,
@@ -248,16 +250,20 @@ class OrderClock:
                     ),
                     idempotency_key=row.refund_id,
                 )
+            REFUND_REQUESTS.labels("paid" if paid.status == "succeeded" else "pending").inc()
             log.info("refund_requested", **fields, provider_refund_id=paid.refund_id)
             if paid.status == "succeeded":
                 await self._record_refund(row)
         except ProviderUnavailable as exc:
+            REFUND_REQUESTS.labels("unavailable").inc()
             log.warning("refund_provider_unavailable", **fields, error=str(exc))
         except ProviderRefused as exc:
+            REFUND_REQUESTS.labels("refused").inc()
             log.error("refund_refused_by_provider", **fields, code=exc.code, error=exc.message)
         except asyncio.CancelledError:
             raise
         except Exception:
+            REFUND_REQUESTS.labels("failed").inc()
             log.exception("refund_failed", **fields)
         finally:
             self._resting[key] = self._clock() + self._refund_retry_seconds

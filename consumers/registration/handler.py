@@ -7,6 +7,7 @@ claimed, and for commands that may have been decided before."""
 
 from __future__ import annotations
 
+import collections
 import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any, NamedTuple
@@ -22,9 +23,11 @@ from consumers.registration.book import PartitionMemory, RegistrationBook
 from consumers.registration.decider import decide
 from consumers.registration.mails import Mail, mail_for, offer_mail
 from infra.db import decided_among
+from infra.metrics import REGISTRATION_DECISIONS
 from infra.pipeline.exactly_once import DeadLetter, HandledBatch, Record
 from producers import outbox
 from producers.kafka import OutgoingRecord, publish_all
+from schemas.checkin import CheckInRefused
 from schemas.envelope import (
     HEADER_TYPE,
     Envelope,
@@ -32,12 +35,39 @@ from schemas.envelope import (
     correlation_of,
     header,
 )
-from schemas.orders import WaitlistOfferMade
-from schemas.registration import Command, Event, RegisterAttendee
+from schemas.orders import (
+    CatalogueChangeRejected,
+    OrderRejected,
+    WaitlistOfferMade,
+    WaitlistRejected,
+)
+from schemas.registration import (
+    CancellationRejected,
+    Command,
+    ConventionCommandRejected,
+    Event,
+    RegisterAttendee,
+    RegistrationRejected,
+    RegistrationRequestRefused,
+    TransferRejected,
+)
 from schemas.registry import decode_message, event_id, wrap
 from schemas.topics import Topics, registration_key
 
 log = structlog.get_logger(__name__)
+
+REFUSALS = (
+    RegistrationRejected,
+    RegistrationRequestRefused,
+    TransferRejected,
+    CancellationRejected,
+    ConventionCommandRejected,
+    CatalogueChangeRejected,
+    OrderRejected,
+    WaitlistRejected,
+    CheckInRefused,
+)
+"""The events by which the decider says no to a command; each carries its reason."""
 
 
 class RegistrationDecider:
@@ -74,6 +104,7 @@ class RegistrationDecider:
         fresh = await self._undecided(conn, commands, memory)
         book = RegistrationBook.recall(memory, (incoming.command for incoming in fresh))
         decided: list[Envelope] = []
+        decisions: list[tuple[str, str, str]] = []
         mails: list[dict[str, Any]] = []
         now = outbox.utcnow()
         for record, envelope, command in fresh:
@@ -107,6 +138,7 @@ class RegistrationDecider:
                         actor=envelope.actor,
                     )
                 )
+            decisions.append((command.message_type, *decision_outcome(events)))
             log.info(
                 "command_decided",
                 correlation_id=correlation_of(record.headers, envelope),
@@ -136,6 +168,8 @@ class RegistrationDecider:
 
         def committed() -> None:
             memory.absorb(book)
+            for labels, count in collections.Counter(decisions).items():
+                REGISTRATION_DECISIONS.labels(*labels).inc(count)
 
         async def after_commit() -> None:
             self._unmarked.difference_update(marking)
@@ -188,6 +222,16 @@ class RegistrationDecider:
             async with self._engine.begin() as conn:
                 await outbox.mark_published(conn, t.outbox, marking)
             self._unmarked.difference_update(marking)
+
+
+def decision_outcome(events: Sequence[Event]) -> tuple[str, str]:
+    """(outcome, reason) of a decision, from the events it decided: `rejected` with the
+    refusal's reason, `accepted` when something happened, `unchanged` when nothing did (a
+    command that found its work done)."""
+    for event in events:
+        if isinstance(event, REFUSALS):
+            return "rejected", event.reason.value
+    return ("accepted", "") if events else ("unchanged", "")
 
 
 def _mail(book: RegistrationBook, event: Event) -> Mail | None:

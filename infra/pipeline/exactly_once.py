@@ -38,6 +38,13 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from infra.metrics import (
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_BATCHES,
+    CONSUMER_DEAD_LETTERS,
+    CONSUMER_LAG,
+    CONSUMER_RECORDS,
+)
 from infra.pipeline.faults import backoff_delay, is_transient
 from producers.kafka import OutgoingRecord, publish_all
 from producers.outbox import utcnow
@@ -121,7 +128,10 @@ class ConsumerConfig:
     """A transient fault is retried in the process for as long as it lasts; the group keeps
     the member meanwhile (health reports the stalled partition) instead of rebalancing."""
     lag_commit_seconds: float = 1.0
-    """How often Kafka's committed offsets (for lag monitoring only) follow the database."""
+    """How often Kafka's committed offsets (for lag monitoring only) follow the database, and
+    the lag metric is measured."""
+    role: str = ""
+    """The `role` label of this consumer's metrics (`decider.registration`); empty: the group."""
 
 
 class PositionStore:
@@ -225,6 +235,11 @@ class ExactlyOnceConsumer:
         self._next_beat = 0.0
         self._lag_offsets: dict[TopicPartition, int] = {}
         self._next_lag_commit = 0.0
+        self._role = config.role or config.group
+        self._next_offsets: dict[TopicPartition, int] = {}
+        """Where each owned partition's stored position is: the lag metric's base."""
+        self._claimed_ends: dict[TopicPartition, int] = {}
+        """Each owned partition's end when claimed, until the broker reports a high watermark."""
         self._log = log.bind(group=config.group)
         self._consumer = AIOKafkaConsumer(
             bootstrap_servers=config.bootstrap_servers,
@@ -249,6 +264,7 @@ class ExactlyOnceConsumer:
     def forget(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self._epochs.pop(tp, None)
+            self._unmeasure(tp)
         if revoked:
             self._log.info("partitions_revoked", partitions=_names(revoked))
 
@@ -259,6 +275,7 @@ class ExactlyOnceConsumer:
             self._consumer.pause(*assigned)
             ends = await self._consumer.end_offsets(list(assigned)) if assigned else {}
             epochs = {}
+            positions = {}
             for tp in sorted(assigned):
                 epoch, next_offset = await self._retrying(
                     f"claim {_name(tp)}", functools.partial(self._claim_one, tp)
@@ -273,10 +290,13 @@ class ExactlyOnceConsumer:
                     )
                 self._consumer.seek(tp, next_offset)
                 epochs[tp] = epoch
+                positions[tp] = next_offset
             if self._on_assigned is not None and assigned:
                 on_assigned = self._on_assigned
                 await self._retrying("take over", lambda: on_assigned(assigned))
             self._epochs.update(epochs)
+            self._next_offsets.update(positions)
+            self._claimed_ends.update({tp: ends.get(tp, 0) for tp in positions})
             self._consumer.resume(*assigned)
             if assigned:
                 self._log.info(
@@ -327,6 +347,7 @@ class ExactlyOnceConsumer:
                 if time.monotonic() >= self._next_beat:
                     await self._beat()
                 if not batches or time.monotonic() >= self._next_lag_commit:
+                    self._measure_lag()
                     await self._commit_lag()
                 if not batches:
                     await self._idle()
@@ -360,8 +381,10 @@ class ExactlyOnceConsumer:
             self._log.error("idle_work_failed", error=repr(exc))
 
     async def _process(self, tp: TopicPartition, records: Sequence[Record]) -> None:
+        started = time.perf_counter()
         with correlated(batch_correlation(records)):
             await self._process_batch(tp, records)
+        CONSUMER_BATCH_SECONDS.labels(self._role, tp.topic).observe(time.perf_counter() - started)
 
     async def _process_batch(self, tp: TopicPartition, records: Sequence[Record]) -> None:
         epoch = self._epochs.get(tp)
@@ -372,11 +395,13 @@ class ExactlyOnceConsumer:
                 f"batch {_name(tp)}", lambda: self._transaction(tp, epoch, records)
             )
         except Fenced as exc:
+            CONSUMER_BATCHES.labels(self._role, tp.topic, "fenced").inc()
             self._fenced(tp, epoch, exc)
             return
         except _Interrupted:
             return
         except Exception as exc:
+            CONSUMER_BATCHES.labels(self._role, tp.topic, "split").inc()
             self._log.warning(
                 "batch_failed_retrying_one_by_one",
                 partition=_name(tp),
@@ -388,7 +413,8 @@ class ExactlyOnceConsumer:
                 if not await self._process_alone(tp, epoch, record):
                     return
             return
-        await self._finish(tp, handled, records[-1].offset + 1)
+        CONSUMER_BATCHES.labels(self._role, tp.topic, "committed").inc()
+        await self._finish(tp, handled, records)
 
     async def _process_alone(self, tp: TopicPartition, epoch: int, record: Record) -> bool:
         """Apply one record, or dead-letter it if it fails for any reason but a transient
@@ -421,7 +447,7 @@ class ExactlyOnceConsumer:
             return False
         except _Interrupted:
             return False
-        await self._finish(tp, handled, record.offset + 1)
+        await self._finish(tp, handled, [record])
         return True
 
     async def _transaction(
@@ -447,13 +473,22 @@ class ExactlyOnceConsumer:
             )
         return handled
 
-    async def _finish(self, tp: TopicPartition, handled: HandledBatch, next_offset: int) -> None:
-        """After the commit: the handler's bookkeeping and publishing; the offset is noted
-        for the next lag-monitoring commit. A publishing failure that is not transient stops
-        the consumer: going on would publish later decisions before these; whoever takes the
-        partition over publishes them first."""
+    async def _finish(
+        self, tp: TopicPartition, handled: HandledBatch, records: Sequence[Record]
+    ) -> None:
+        """After the commit of `records`: the handler's bookkeeping, the metrics, and
+        publishing; the offset is noted for the next lag-monitoring commit. A publishing
+        failure that is not transient stops the consumer: going on would publish later
+        decisions before these; whoever takes the partition over publishes them first."""
+        next_offset = records[-1].offset + 1
         if handled.committed is not None:
             handled.committed()
+        CONSUMER_RECORDS.labels(self._role, tp.topic, str(tp.partition)).inc(len(records))
+        if handled.dead_letters:
+            CONSUMER_DEAD_LETTERS.labels(self._role, tp.topic).inc(len(handled.dead_letters))
+        if tp in self._next_offsets:
+            self._next_offsets[tp] = next_offset
+            self._measure_lag([tp])
         if handled.after_commit is not None:
             try:
                 await self._retrying(f"publish {_name(tp)}", handled.after_commit)
@@ -474,6 +509,26 @@ class ExactlyOnceConsumer:
         except KafkaError as exc:
             self._log.debug("lag_commit_skipped", partitions=_names(set(offsets)), error=str(exc))
 
+    def _measure_lag(self, partitions: Sequence[TopicPartition] | None = None) -> None:
+        """Set the lag gauge of the owned partitions (or of `partitions`): the partition's
+        high watermark as the last fetch reported it, less the stored position."""
+        assigned = self._consumer.assignment()
+        for tp in self._next_offsets if partitions is None else partitions:
+            if tp not in assigned:
+                continue
+            end = self._consumer.highwater(tp)
+            if end is None:
+                end = self._claimed_ends.get(tp, 0)
+            lag = max(int(end) - self._next_offsets[tp], 0)
+            CONSUMER_LAG.labels(self._role, tp.topic, str(tp.partition)).set(lag)
+
+    def _unmeasure(self, tp: TopicPartition) -> None:
+        """A partition no longer owned: its lag is its new owner's to report."""
+        self._next_offsets.pop(tp, None)
+        self._claimed_ends.pop(tp, None)
+        with contextlib.suppress(KeyError):
+            CONSUMER_LAG.remove(self._role, tp.topic, str(tp.partition))
+
     def _priority(self, tp: TopicPartition) -> tuple[int, int]:
         """Batches are applied in the order the config lists their topics: the website
         projector applies decisions before the pending registrations it shows meanwhile."""
@@ -482,6 +537,7 @@ class ExactlyOnceConsumer:
     def _fenced(self, tp: TopicPartition, epoch: int, exc: Fenced) -> None:
         if self._epochs.get(tp) == epoch:
             self._epochs.pop(tp, None)
+            self._unmeasure(tp)
             self._consumer.pause(tp)
             self._log.warning("fenced_out", partition=_name(tp), reason=str(exc))
 
