@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
+from infra.metrics import serve_metrics
 from infra.runtime import tune_garbage_collection
 from infra.settings import Settings, get_settings
 from projections.replay import REPLAYABLE
@@ -56,11 +57,21 @@ def _gateway(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-def _run_role(main: Coroutine[Any, Any, None]) -> None:
+def _run_role(settings: Settings, main: Coroutine[Any, Any, None]) -> None:
     """Long-running roles run on uvloop: their time goes to sockets (Kafka, MariaDB), where
     uvloop's event loop costs a fraction of asyncio's; see infra.runtime for their garbage
-    collection."""
+    collection. Each serves its metrics on `BUTTERFLY_METRICS_PORT` when that is set."""
     tune_garbage_collection()
+    try:
+        serve_metrics(settings.metrics_port, settings.http_host)
+    except OSError as exc:
+        main.close()
+        sys.exit(
+            f"butterfly: cannot serve metrics on {settings.http_host}:{settings.metrics_port} "
+            f"(BUTTERFLY_METRICS_PORT): {exc.strerror or exc}"
+        )
+    if settings.metrics_port:
+        log.info("metrics_serving", host=settings.http_host, port=settings.metrics_port)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         runner.run(main)
 
@@ -68,13 +79,13 @@ def _run_role(main: Coroutine[Any, Any, None]) -> None:
 def _decider(settings: Settings, args: argparse.Namespace) -> None:
     from infra.bootstrap import build_decider, serve
 
-    _run_role(serve(lambda: build_decider(settings, args.name)))
+    _run_role(settings, serve(lambda: build_decider(settings, args.name)))
 
 
 def _projector(settings: Settings, args: argparse.Namespace) -> None:
     from infra.bootstrap import build_projector, serve
 
-    _run_role(serve(lambda: build_projector(settings, args.name)))
+    _run_role(settings, serve(lambda: build_projector(settings, args.name)))
 
 
 def _relay(settings: Settings, args: argparse.Namespace) -> None:
@@ -84,7 +95,7 @@ def _relay(settings: Settings, args: argparse.Namespace) -> None:
         async with relay_role(settings) as relay:
             await run_until_signalled(relay.run, relay.stop)
 
-    _run_role(main())
+    _run_role(settings, main())
 
 
 def _mailer(settings: Settings, args: argparse.Namespace) -> None:
@@ -94,13 +105,13 @@ def _mailer(settings: Settings, args: argparse.Namespace) -> None:
         async with mailer_role(settings) as mailer:
             await run_until_signalled(mailer.run, mailer.stop)
 
-    _run_role(main())
+    _run_role(settings, main())
 
 
 def _bridge(settings: Settings, args: argparse.Namespace) -> None:
     from infra.bootstrap import build_bridge, serve
 
-    _run_role(serve(lambda: build_bridge(settings)))
+    _run_role(settings, serve(lambda: build_bridge(settings)))
 
 
 def _lodging_reconcile(settings: Settings, args: argparse.Namespace) -> None:
@@ -133,7 +144,7 @@ def _clock(settings: Settings, args: argparse.Namespace) -> None:
         async with clock_role(settings) as clock:
             await run_until_signalled(clock.run, clock.stop)
 
-    _run_role(main())
+    _run_role(settings, main())
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> None:
@@ -154,6 +165,7 @@ def _topics(settings: Settings, args: argparse.Namespace) -> None:
             topics=topics.all(),
             kept_forever=topics.event_topics(),
             partitions=settings.partitions,
+            replication_factor=settings.topic_replication,
         )
     )
     log.info("topics_ready", topics=topics.all(), created=created)

@@ -7,14 +7,18 @@ import asyncio
 import contextlib
 import secrets
 import sys
+import textwrap
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import httpx
 import structlog
 
+from infra.balancer import BACKEND_HOST, Balancer, prepare_balancer
 from infra.logging import LOG_FORMAT_VARIABLE, chosen_rendering
 from infra.migrate import drop_databases, migrate
+from infra.replicas import check_replicas, replica_names
 from infra.restore import RestoreRefused, archived_events, nonempty_partitions, restore
 from infra.services import (
     ServiceUnavailable,
@@ -22,6 +26,7 @@ from infra.services import (
     ensure_kafka,
     ensure_mariadb,
     ensure_redis,
+    port_in_use,
     redis_url_for_display,
 )
 from infra.settings import Settings
@@ -81,18 +86,40 @@ the outbox, delivered once there is CPU to spare), and writing it costs about as
 deciding the registration it tells of."""
 
 
+BANNER_WIDTH = 100
+METRICS_PORT_VARIABLE = "BUTTERFLY_METRICS_PORT"
+MAX_PORT = 65535
+METRICS_ON_HTTP_PORT = frozenset({"gateway", "partner-sim", "payment-sim"})
+"""Roles that serve no metrics on a port of their own (the gateway answers `/metrics` on its
+HTTP port): they get `BUTTERFLY_METRICS_PORT=0` rather than a port from the base."""
+
+
 def dev_roles(
     env: dict[str, str],
     python: str = sys.executable,
     *,
     partner_port: int | None = None,
     payment_port: int | None = None,
+    replicas: Mapping[str, int] | None = None,
+    balancer: Balancer | None = None,
+    metrics_base_port: int = 0,
 ) -> list[Role]:
     """Every role as its own process, `env` added to this process's environment; with a
     `partner_port`, the lodging partner simulator too, and with a `payment_port` the payment
     provider simulator. They are left out otherwise because each keeps a database of its own
     (`<db_prefix>_partner`, `<db_prefix>_payments`) that whoever starts it must also drop,
-    and listens on a port of its own that must be free."""
+    and listens on a port of its own that must be free.
+
+    `replicas` runs that many processes of a role (`infra.replicas`), named `role#1`…; more
+    than one gateway needs a `balancer`, whose ports they listen on, and HAProxy runs as the
+    role `haproxy`. With a `metrics_base_port`, each role that serves metrics on a port of
+    its own gets the next port from it in `BUTTERFLY_METRICS_PORT`."""
+    counts = dict(replicas or {})
+    check_replicas(counts)
+    gateways = counts.get("gateway", 1)
+    behind = 0 if balancer is None else len(balancer.gateway_ports)
+    if behind != (gateways if gateways > 1 else 0):
+        raise ValueError(f"{gateways} gateway(s) but {behind} behind the balancer")
     cli = [python, "-m", "infra.cli"]
     roles = [
         Role("gateway", [*cli, "gateway"], env),
@@ -117,7 +144,51 @@ def dev_roles(
         roles.append(
             Role("payment-sim", [*cli, "payment-sim", "--port", str(payment_port)], env, BACKGROUND)
         )
-    return roles
+    processes = [
+        replica for role in roles for replica in _replicas(role, counts.get(role.name, 1), balancer)
+    ]
+    if metrics_base_port:
+        processes = _with_metrics_ports(processes, metrics_base_port)
+    if balancer is not None:
+        processes.append(Role("haproxy", balancer.argv()))
+    return processes
+
+
+def _replicas(role: Role, count: int, balancer: Balancer | None) -> list[Role]:
+    """`count` processes of `role`; the gateways behind `balancer` each on a port of its own
+    on 127.0.0.1, taking `X-Forwarded-For` from HAProxy only."""
+    names = replica_names(role.name, count)
+    if role.name != "gateway" or balancer is None:
+        return [Role(name, role.argv, role.env, role.nice) for name in names]
+    env = {**(role.env or {}), "FORWARDED_ALLOW_IPS": BACKEND_HOST}
+    return [
+        Role(name, [*role.argv, "--host", BACKEND_HOST, "--port", str(port)], env, role.nice)
+        for name, port in zip(names, balancer.gateway_ports, strict=True)
+    ]
+
+
+def _with_metrics_ports(roles: list[Role], base: int) -> list[Role]:
+    numbered: list[Role] = []
+    port = base
+    for role in roles:
+        given = 0
+        if role.name.partition("#")[0] not in METRICS_ON_HTTP_PORT:
+            given, port = port, port + 1
+        if given > MAX_PORT:
+            raise ValueError(f"{METRICS_PORT_VARIABLE}={base} leaves too few ports for the roles")
+        env = {**(role.env or {}), METRICS_PORT_VARIABLE: str(given)}
+        numbered.append(Role(role.name, role.argv, env, role.nice))
+    return numbered
+
+
+def metrics_ports(roles: Sequence[Role]) -> dict[str, int]:
+    """The port each role serves its metrics on, as `dev_roles` gave them out."""
+    found: dict[str, int] = {}
+    for role in roles:
+        port = int((role.env or {}).get(METRICS_PORT_VARIABLE, "0"))
+        if port:
+            found[role.name] = port
+    return found
 
 
 async def announce_ready(url: str, within: float = 120.0) -> None:
@@ -154,6 +225,8 @@ async def _restore_broker(settings: Settings, archived: int) -> None:
 async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
     run_dir = Path(settings.run_dir).resolve()
     run_dir.mkdir(parents=True, exist_ok=True)
+    counts = settings.replica_counts
+    balancer = await _balancer(settings, run_dir, counts.get("gateway", 1))
     started: list[StoppableService | None] = []
     try:
         try:
@@ -213,6 +286,17 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             # The roles share this terminal (or file): they render the way `dev` does.
             LOG_FORMAT_VARIABLE: chosen_rendering(settings.log_format, sys.stderr),
         }
+        roles = dev_roles(
+            env,
+            partner_port=settings.partner_port,
+            payment_port=settings.payment_sim_port,
+            replicas=counts,
+            balancer=balancer,
+            metrics_base_port=settings.metrics_port,
+        )
+        clash = _metrics_clash(settings, roles, balancer)
+        if clash is not None:
+            sys.exit(f"butterfly dev: {clash}")
         base = f"http://{settings.http_host}:{settings.http_port}"
         partner = f"http://{settings.http_host}:{settings.partner_port}/partner"
         payments = f"http://{settings.http_host}:{settings.payment_sim_port}"
@@ -233,21 +317,90 @@ async def run_dev(settings: Settings, *, fresh: bool = False) -> None:
             f"({', '.join(settings.db.names())})\n"
             f"  Redis      {redis_url_for_display(redis_url)} "
             f"(keys under {settings.redis_namespace}:)\n"
+            f"{_scale_lines(roles, counts, balancer)}"
             "  Ctrl-C stops everything.\n",
             flush=True,
         )
         announcing = asyncio.create_task(announce_ready(f"{base}/health/ready"))
         try:
-            await Supervisor().run(
-                dev_roles(
-                    env,
-                    partner_port=settings.partner_port,
-                    payment_port=settings.payment_sim_port,
-                )
-            )
+            await Supervisor().run(roles)
         finally:
             announcing.cancel()
     finally:
         for service in reversed(started):
             if service is not None:
                 service.stop()
+
+
+async def _balancer(settings: Settings, run_dir: Path, gateways: int) -> Balancer | None:
+    """HAProxy in front of the gateways when there are several; asked first, so a missing
+    HAProxy stops `dev` before anything is started."""
+    if gateways == 1:
+        return None
+    try:
+        return await prepare_balancer(settings, run_dir, gateways)
+    except ServiceUnavailable as exc:
+        sys.exit(f"butterfly dev: {exc}")
+
+
+def _metrics_clash(
+    settings: Settings, roles: Sequence[Role], balancer: Balancer | None
+) -> str | None:
+    """Why the metrics ports cannot be had: one is another role's port, or is taken."""
+    ports = metrics_ports(roles)
+    if not ports:
+        return None
+    others = {
+        settings.http_port,
+        settings.partner_port,
+        settings.payment_sim_port,
+        settings.embedded_kafka_port,
+        *(balancer.gateway_ports if balancer is not None else ()),
+    }
+    clashing = sorted(
+        port for port in ports.values() if port in others or port_in_use(port, settings.http_host)
+    )
+    if not clashing:
+        return None
+    return (
+        f"{METRICS_PORT_VARIABLE}={settings.metrics_port} gives the roles ports "
+        f"{min(ports.values())}-{max(ports.values())}, and {', '.join(map(str, clashing))} "
+        "is another service's or taken: choose another base"
+    )
+
+
+def _scale_lines(
+    roles: Sequence[Role], counts: Mapping[str, int], balancer: Balancer | None
+) -> str:
+    """The startup banner's lines on replicas, the balancer and metrics ports; none when
+    every role runs once and no metrics port is set."""
+    lines = []
+    if balancer is not None:
+        gateways = ", ".join(
+            f"{name} {BACKEND_HOST}:{port}"
+            for name, port in zip(
+                replica_names("gateway", len(balancer.gateway_ports)),
+                balancer.gateway_ports,
+                strict=True,
+            )
+        )
+        lines.append(f"  Gateways   {gateways}")
+        lines.append(f"  Balancer   HAProxy on {balancer.url} (config {balancer.config_path})")
+    scaled = [
+        f"{name} x{count}" for name, count in counts.items() if name != "gateway" and count > 1
+    ]
+    if scaled:
+        lines.append(f"  Replicas   {', '.join(scaled)} (their partitions split among them)")
+    ports = metrics_ports(roles)
+    if ports:
+        listed = ", ".join(f"{name} :{port}" for name, port in ports.items())
+        lines.append(
+            textwrap.fill(
+                f"{listed} (gateways: /metrics on their HTTP port)",
+                width=BANNER_WIDTH,
+                initial_indent="  Metrics    ",
+                subsequent_indent=" " * len("  Metrics    "),
+                break_on_hyphens=False,
+            )
+        )
+    return "".join(line + "\n" for line in lines)

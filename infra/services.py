@@ -47,6 +47,7 @@ MARIADB_INSTALL_NAMES = ("mariadb-install-db", "mysql_install_db")
 SYSTEM_BINARY_DIRS = (Path("/usr/sbin"), Path("/usr/local/sbin"))
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 REDIS_SERVER_NAMES = ("redis-server",)
+HAPROXY_NAMES = ("haproxy",)
 
 
 class ServiceUnavailable(RuntimeError):
@@ -647,6 +648,10 @@ async def redis_answers(url: str, timeout: float = 3.0) -> bool:
 
 def redis_server_binary() -> Path | None:
     return _find_binary(REDIS_SERVER_NAMES)
+
+
+def haproxy_binary() -> Path | None:
+    return _find_binary(HAPROXY_NAMES)
 
 
 class LocalRedis:

@@ -16,9 +16,12 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 
+from infra.replicas import VARIABLE as REPLICAS_VARIABLE
+from infra.replicas import parse_replicas
 from schemas.tickets import SigningKey, parse_keys
 
 TICKET_KEYS_VARIABLE = "BUTTERFLY_TICKET_KEYS"
+MAX_PORT = 65535
 
 
 class HttpSettings(BaseModel):
@@ -100,7 +103,15 @@ class Settings(BaseSettings):
     admin_token: str = Field(default="", min_length=0)
     http_port: int = 8000
     http_host: str = "127.0.0.1"
+    metrics_port: int = 0
+    """Where a role other than the gateway serves its Prometheus metrics (on `http_host`);
+    0: nowhere. One port per process: roles sharing a host need one each. The gateway serves
+    them at `GET /metrics` on its own port instead. Under `make run` it is the first of the
+    ports its roles get, one each (base, base + 1, …)."""
     partitions: int = 6
+    topic_replication: int = Field(default=1, ge=1, le=16)
+    """Copies of each partition `butterfly topics` creates topics with: 1 on the embedded
+    broker; 3 on a three-broker cluster with `min.insync.replicas=2` (deploy/)."""
     topic_prefix: str = "butterfly."
     db_prefix: str = "butterfly"
     kafka_bootstrap_servers: str = Field(default="", validation_alias="KAFKA_BOOTSTRAP_SERVERS")
@@ -200,6 +211,13 @@ class Settings(BaseSettings):
     no tickets (the ticket and check-in routes answer 503, mails go without a ticket).
     `python -m schemas.tickets` makes a key; `make run` keeps one in `.run/ticket_keys`."""
 
+    @field_validator("metrics_port")
+    @classmethod
+    def _metrics_port_is_a_port(cls, value: int) -> int:
+        if not 0 <= value <= MAX_PORT:
+            raise ValueError(f"BUTTERFLY_METRICS_PORT: {value} is not a port (0 to {MAX_PORT})")
+        return value
+
     @field_validator("ticket_keys")
     @classmethod
     def _ticket_keys_read(cls, value: str) -> str:
@@ -213,6 +231,25 @@ class Settings(BaseSettings):
     def ticket_signing_keys(self) -> tuple[SigningKey, ...]:
         """The ticket keys, the signing one first; empty when none are set."""
         return parse_keys(self.ticket_keys)
+
+    replicas: str = ""
+    """`role:count[,role:count…]`: how many processes of each role `make run` runs (see
+    `infra.replicas`); unnamed roles run once. More than one gateway: HAProxy listens on
+    `http_port` in front of them."""
+
+    @field_validator("replicas")
+    @classmethod
+    def _replicas_read(cls, value: str) -> str:
+        try:
+            parse_replicas(value)
+        except ValueError as exc:
+            raise ValueError(f"{REPLICAS_VARIABLE}: {exc}") from None
+        return value
+
+    @property
+    def replica_counts(self) -> dict[str, int]:
+        """The roles `replicas` names, with their counts."""
+        return parse_replicas(self.replicas)
 
     @property
     def mail_folder(self) -> Path:

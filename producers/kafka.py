@@ -57,8 +57,10 @@ async def ensure_topics(
     topics: Sequence[str],
     kept_forever: Sequence[str],
     partitions: int,
+    replication_factor: int = 1,
 ) -> list[str]:
-    """Create any missing topic; event topics keep their records forever. Returns the new ones."""
+    """Create any missing topic, with `replication_factor` copies of each partition; event
+    topics keep their records forever. Returns the new ones."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, request_timeout_ms=15000)
     await admin.start()
     try:
@@ -75,7 +77,7 @@ async def ensure_topics(
                         NewTopic(
                             topic,
                             num_partitions=partitions,
-                            replication_factor=1,
+                            replication_factor=replication_factor,
                             topic_configs=configs,
                         )
                     ]

@@ -104,13 +104,18 @@ def unsafe_default(default: object) -> bool:
     )
 
 
+RUN_ONLY = frozenset({"replicas"})
+"""Settings only `make run` reads (how many processes it starts on this machine): a deployment
+says that with its own replicas."""
+
+
 @cache
 def required_settings() -> frozenset[str]:
     """Every environment variable a deployed role must be given."""
     unsafe = {
         env_name(name, field)
         for name, field in Settings.model_fields.items()
-        if unsafe_default(field.default)
+        if unsafe_default(field.default) and name not in RUN_ONLY
     }
     return frozenset(unsafe | set(SHARED))
 

@@ -108,7 +108,11 @@ LEAKED = {
 }
 
 
-LEAKED_BY_NAME = {"ticket_keys": "leak:5AymB-KGrBm9rxhjHty-qYK-Z8KlJDEmx03qeBS6E6M"}
+LEAKED_BY_NAME = {
+    "ticket_keys": "leak:5AymB-KGrBm9rxhjHty-qYK-Z8KlJDEmx03qeBS6E6M",
+    "replicas": "projector.website:3",
+    "topic_replication": "7",
+}
 """Settings whose values are checked when read: a leaked value they take."""
 
 
