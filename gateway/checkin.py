@@ -15,7 +15,7 @@ import asyncio
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from litestar import Controller, MediaType, Request, Response, get, post
@@ -61,6 +61,11 @@ is a scan refused as `malformed`, not a request refused as invalid."""
 REFUSED = "ticket-refused"
 ALREADY = "already-checked-in"
 WRONG_CONVENTION = "wrong_convention"
+BAD_SCAN_TIME = "bad_scan_time"
+SCAN_AGE_LIMIT = timedelta(days=30)
+"""How long ago a scan may have been made: a station offline for longer is not believed."""
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far ahead of the gateway's clock a station's clock may run."""
 
 Token = Annotated[
     str,
@@ -165,6 +170,8 @@ _REFUSALS = {
     "unknown_key": "This ticket was signed with a key we do not know.",
     "bad_signature": "This ticket's signature is wrong: forged or altered.",
     WRONG_CONVENTION: "This ticket is for another convention.",
+    BAD_SCAN_TIME: "The station's clock is wrong: the scan time is in the future or more "
+    "than 30 days ago.",
     CheckInRefusal.REVOKED.value: "This ticket was revoked: the registration was cancelled, "
     "or transferred since the ticket was issued.",
     CheckInRefusal.NOT_PAID.value: "This registration is not paid.",
@@ -271,7 +278,12 @@ class Door:
         keys = public_keys(signing_keys(self._gateway))
         answers: list[Answer | None] = [None] * len(scans)
         admitted: list[tuple[int, Scan, TicketClaims]] = []
+        now = datetime.now(UTC)
         for index, scan in enumerate(scans):
+            if not now - SCAN_AGE_LIMIT <= scan.scanned_at <= now + CLOCK_SKEW:
+                # The earliest scan wins: a station's wrong clock must not win every check-in.
+                answers[index] = refused(scan, BAD_SCAN_TIME)
+                continue
             try:
                 claims = verify(scan.token, keys)
             except TicketRefused as refusal:

@@ -497,6 +497,16 @@ async def test_tickets_that_admit_nobody_are_refused_with_their_reason(
         )
         assert batch.status_code == 200, batch.text
         results = batch.json()["results"]
+        for wrong_clock in (
+            datetime(1990, 1, 1, tzinfo=UTC),
+            datetime.now(UTC) + timedelta(days=1),
+        ):
+            skewed = await client.post(
+                staff_url(desk.convention_id, "/check-ins"),
+                headers=desk.staff,
+                json={"token": genuine, "station": "desk-3", "scanned_at": wrong_clock.isoformat()},
+            )
+            assert reason(skewed) == "bad_scan_time", "a wrong clock never wins the check-in"
         assert [(r["status"], r.get("reason")) for r in results] == [
             (422, "malformed"),
             (201, None),
