@@ -232,7 +232,18 @@ async def test_the_rush_at_the_gates_checks_everyone_in_exactly_once(stack: Stac
 
     async def station(name: str, queue: list[Sent]) -> None:
         if name == OFFLINE:
-            await asyncio.sleep(1.0)  # back online while the others are busy
+            # Back online once the others have checked in some of the tickets gate-4 scanned
+            # earlier: those of its scans must replace check-ins already made.
+
+            async def checked_in_online() -> int:
+                return sum(1 for sent in first[100:250] if sent.answers)
+
+            await eventually(
+                checked_in_online,
+                lambda n: n >= 20,
+                timeout=60,
+                what="online check-ins of tickets gate-4 scanned offline",
+            )
         in_flight = asyncio.Semaphore(IN_FLIGHT_PER_STATION)
         async with stack.client() as client:
 

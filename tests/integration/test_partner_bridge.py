@@ -209,6 +209,7 @@ async def test_the_simulators_own_events_are_bridged_with_repeats_as_the_same_me
         published = await eventually(
             lambda: events_of(sim, convention_id),
             lambda found: len(found) >= 10,
+            timeout=90,
             what="five partner events, each published twice",
         )
     finally:
