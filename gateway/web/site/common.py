@@ -30,6 +30,9 @@ CSRF_DETAIL = (
     "This form is out of date or was not sent from this site: reload the page and try again."
 )
 
+KEY_REUSED_TEXT = "This form was sent before with other answers: check them and send it again."
+"""A form sent again with other answers under the same form key."""
+
 NOT_A_CODE = "This is not a code we sent: copy the whole line from the mail."
 
 NOTICES = {

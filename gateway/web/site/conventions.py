@@ -23,6 +23,7 @@ from gateway.web.pages import (
 )
 from gateway.web.site.common import (
     CODE_REASONS,
+    KEY_REUSED_TEXT,
     OPTION_REASONS,
     REASON_TEXT,
     REGISTER_LABELS,
@@ -289,7 +290,7 @@ async def register(request: Request[Any, Any, Any], convention_id: uuid.UUID) ->
         )
     errors, message = placed(answer, REGISTER_LABELS, values)
     if answer.kind == "idempotency-key-reused":
-        message = "This form was sent before with other answers: check them and send it again."
+        message = KEY_REUSED_TEXT
     return await convention_page(
         request,
         convention_id,

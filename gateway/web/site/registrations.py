@@ -26,6 +26,7 @@ from gateway.web.pages import (
     viewer,
 )
 from gateway.web.site.common import (
+    KEY_REUSED_TEXT,
     OPTION_REASONS,
     REASON_TEXT,
     ROOM_ACTIVE,
@@ -498,7 +499,7 @@ async def add_options(request: Request[Any, Any, Any], registration_id: uuid.UUI
         return stop
     errors, message = _options_refused(answer, values)
     if answer.kind == "idempotency-key-reused":
-        message = "This form was sent before with other answers: check them and send it again."
+        message = KEY_REUSED_TEXT
     return await registration_page(
         request,
         registration_id,
