@@ -149,6 +149,9 @@ class RegistrationController(Controller):
         known = await gateway.reads.registration(registration_id)
         if known is None or not await may_see(request, gateway, known[0]):
             raise _unknown(registration_id)
+        if command_id is not None and not _made_by(known, command_id):
+            # Another request under the same key, not decided yet: its answer is still to come.
+            return _pending(registration_id, command_id)
         return Response(await _detail(gateway, known[0]))
 
     @delete(
@@ -318,6 +321,14 @@ async def _answer_with_order(
         status_code=HTTP_201_CREATED if view.status in DECIDED_FOR else HTTP_200_OK,
         headers={"Location": registration_location(view.registration_id)},
     )
+
+
+def _made_by(known: tuple[RegistrationView, str], command_id: uuid.UUID) -> bool:
+    """Whether the command is the request that made this registration (or names no other)."""
+    view, fingerprint = known
+    if command_id == view.registration_id or not fingerprint:
+        return True
+    return command_id == request_command_id(view.registration_id, fingerprint)
 
 
 def _pending(registration_id: uuid.UUID, command_id: uuid.UUID | None = None) -> Response[Any]:

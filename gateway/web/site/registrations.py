@@ -70,8 +70,8 @@ async def registration_context(
     client = api(request)
     command_id = request.query_params.get("command_id") or None
     answer = await client.get(f"/api/v1/registrations/{registration_id}", command_id=command_id)
-    if answer.status == 404 and command_id:
-        # Just sent: the read model has not shown it yet; it is being confirmed.
+    if answer.status in (202, 404) and command_id:
+        # Just sent: not decided yet, or the read model has not shown it yet.
         registration: dict[str, Any] = {
             "registration_id": str(registration_id),
             "status": "pending",
