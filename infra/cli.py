@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 import uvloop
-from pydantic import ValidationError
 
 from infra.bootstrap import DECIDERS, PROJECTORS
 from infra.logging import configure_logging
 from infra.metrics import serve_metrics
 from infra.runtime import tune_garbage_collection
-from infra.settings import Settings, get_settings
+from infra.settings import Settings, settings_or_exit
 from projections.replay import REPLAYABLE
 
 if TYPE_CHECKING:
@@ -392,7 +391,9 @@ def _dlq_replay(settings: Settings, args: argparse.Namespace) -> None:
             )
         chosen = [by_id[i] for i in dict.fromkeys(args.ids)]
     try:
-        replayed = asyncio.run(replay(settings.kafka_bootstrap_servers, chosen))
+        replayed = asyncio.run(
+            replay(settings.kafka_bootstrap_servers, chosen, idempotence=settings.kafka_idempotence)
+        )
     except ValueError as exc:
         sys.exit(f"butterfly dlq replay: {exc}")
     print(f"replayed {replayed} dead letter(s) from {topic}")
@@ -579,23 +580,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _settings_problem(exc: ValidationError) -> str:
-    """A refused setting in one line, naming it (the message names the variable where the
-    field's name would not)."""
-    return "; ".join(
-        str(error["msg"]).removeprefix("Value error, ")
-        if str(error["msg"]).startswith("Value error, BUTTERFLY_")
-        else f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}"
-        for error in exc.errors()
-    )
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        settings = get_settings()
-    except ValidationError as exc:
-        sys.exit(f"butterfly: {_settings_problem(exc)}")
+    settings = settings_or_exit()
     if args.command != "dev" and not settings.kafka_bootstrap_servers:
         embedded = f"127.0.0.1:{settings.embedded_kafka_port}"
         settings = settings.model_copy(update={"kafka_bootstrap_servers": embedded})

@@ -102,8 +102,9 @@ async def test_a_run_with_a_dead_configured_service_stops_at_once_with_the_reaso
 
 
 LEAKED = {
+    bool: "True",
     int: "7777",
-    float: "77.5",
+    float: "0.75",
     str: LEAK_PREFIX,
 }
 
@@ -112,6 +113,7 @@ LEAKED_BY_NAME = {
     "ticket_keys": "leak:5AymB-KGrBm9rxhjHty-qYK-Z8KlJDEmx03qeBS6E6M",
     "replicas": "projector.website:3",
     "topic_replication": "7",
+    "log_level": "DEBUG",
 }
 """Settings whose values are checked when read: a leaked value they take."""
 
