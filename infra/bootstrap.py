@@ -75,6 +75,10 @@ def topics_of(settings: Settings) -> Topics:
     return Topics(settings.topic_prefix)
 
 
+def producer_of(settings: Settings) -> AIOKafkaProducer:
+    return make_producer(settings.kafka_bootstrap_servers, idempotence=settings.kafka_idempotence)
+
+
 def group_name(settings: Settings, role: str) -> str:
     return f"{settings.topic_prefix}{role}"
 
@@ -203,7 +207,9 @@ def build_gateway_app(settings: Settings) -> Litestar:
     )
     gateway = Gateway(
         topics=topics,
-        publisher=CommandPublisher(settings.kafka_bootstrap_servers),
+        publisher=CommandPublisher(
+            settings.kafka_bootstrap_servers, idempotence=settings.kafka_idempotence
+        ),
         reads=reads,
         waiter=DecisionWaiter(
             reads, stream=stream, projector_group=group_name(settings, "projector.website")
@@ -239,7 +245,7 @@ def payment_provider(settings: Settings) -> HttpPaymentProvider:
 async def clock_role(settings: Settings) -> AsyncIterator[OrderClock]:
     """The order clock: reads the decider's tables, sends expiries, asks for refunds."""
     engine = make_engine(settings.db.write_url, pool_size=2)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     provider = payment_provider(settings)
     await producer.start()
     await provider.start()
@@ -321,7 +327,7 @@ def build_decider(
         return build_account_decider(settings, max_records=max_records)
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=4)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     decider = RegistrationDecider(topics, engine, producer)
     consumer = _decider_consumer(
         settings,
@@ -347,7 +353,7 @@ def build_lodging(
     partitions it owns (`call_partner=False` leaves it out, for tests of the decider)."""
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=6)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     companions: list[PartnerCalls] = []
 
     def decided() -> None:
@@ -398,7 +404,7 @@ def build_account_decider(settings: Settings, *, max_records: int = 500) -> Cons
     """Sign-ups, verifications, passwords and roles, one e-mail identity per partition."""
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=2)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     decider = AccountDecider(topics, engine, producer)
     consumer = _decider_consumer(
         settings,
@@ -421,7 +427,7 @@ def build_bridge(settings: Settings, *, max_records: int = 500) -> ConsumerRole:
     """The partner's event feed in, lodging commands out; positions in the write database."""
     topics = topics_of(settings)
     engine = make_engine(settings.db.write_url, pool_size=2)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(
             group=group_name(settings, BRIDGE),
@@ -595,7 +601,7 @@ def build_projector(
     else:
         engine = make_engine(settings.db.reporting_url, pool_size=4)
         positions = reporting_tables.consumer_positions
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     consumer = ExactlyOnceConsumer(
         ConsumerConfig(
             group=group or group_name(settings, f"projector.{name}"),
@@ -652,7 +658,7 @@ class Relays:
 @contextlib.asynccontextmanager
 async def relay_role(settings: Settings) -> AsyncIterator[Relays]:
     engine = make_engine(settings.db.write_url, pool_size=2)
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     await producer.start()
     try:
         yield Relays(

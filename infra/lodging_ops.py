@@ -13,10 +13,10 @@ import uuid
 from consumers.lodging.circuit import CircuitBreaker
 from consumers.lodging.partner import PartnerClient
 from consumers.lodging.reconcile import Reconciler, Reconciliation
-from infra.bootstrap import topics_of
+from infra.bootstrap import producer_of, topics_of
 from infra.db import make_engine
 from infra.settings import Settings
-from producers.kafka import OutgoingRecord, make_producer, publish_all
+from producers.kafka import OutgoingRecord, publish_all
 from producers.outbox import utcnow
 from schemas.lodging import RecordReconciliation, reply_command_id
 from schemas.registry import wrap
@@ -66,7 +66,7 @@ async def _record(
         key=lodging_key(convention_id),
         actor=ACTOR,
     )
-    producer = make_producer(settings.kafka_bootstrap_servers)
+    producer = producer_of(settings)
     await producer.start()
     try:
         await publish_all(

@@ -333,7 +333,12 @@ async def restore(
                     partitions=partitions,
                 )
             restored = await _produce(
-                bootstrap, reporting, report, dry_run=dry_run, progress=progress
+                bootstrap,
+                reporting,
+                report,
+                idempotence=settings.kafka_idempotence,
+                dry_run=dry_run,
+                progress=progress,
             )
             archived_up_to = {
                 (topic, partition): offset
@@ -360,6 +365,7 @@ async def _produce(
     reporting: AsyncEngine,
     report: RestoreReport,
     *,
+    idempotence: bool,
     dry_run: bool,
     progress: Progress | None,
 ) -> dict[PartitionId, PartitionRestore]:
@@ -372,7 +378,7 @@ async def _produce(
     if progress is not None:
         progress.start(total)
     restored: dict[PartitionId, PartitionRestore] = {}
-    producer = None if dry_run else make_producer(bootstrap)
+    producer = None if dry_run else make_producer(bootstrap, idempotence=idempotence)
     if producer is not None:
         await producer.start()
     try:

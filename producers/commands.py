@@ -19,8 +19,9 @@ CONTENT_TYPE = ("content-type", b"application/json")
 
 
 class CommandPublisher:
-    def __init__(self, bootstrap_servers: str) -> None:
+    def __init__(self, bootstrap_servers: str, *, idempotence: bool = False) -> None:
         self._bootstrap_servers = bootstrap_servers
+        self._idempotence = idempotence
         self._started: AIOKafkaProducer | None = None
 
     async def start(self) -> None:
@@ -28,7 +29,7 @@ class CommandPublisher:
         self._started = AIOKafkaProducer(
             bootstrap_servers=self._bootstrap_servers,
             acks="all",
-            enable_idempotence=False,
+            enable_idempotence=self._idempotence,
             linger_ms=2,
             max_batch_size=256 * 1024,
             request_timeout_ms=10_000,

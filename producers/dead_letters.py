@@ -161,7 +161,9 @@ async def _read_whole_topic(
             return records
 
 
-async def replay(bootstrap_servers: str, entries: Sequence[DeadLetterEntry]) -> int:
+async def replay(
+    bootstrap_servers: str, entries: Sequence[DeadLetterEntry], *, idempotence: bool = False
+) -> int:
     """Republish each entry's original record (key, value, headers) to its source topic and
     wait for every acknowledgement; returns how many were sent.
 
@@ -182,7 +184,7 @@ async def replay(bootstrap_servers: str, entries: Sequence[DeadLetterEntry]) -> 
         raise ValueError(f"dead letters without a source topic cannot be replayed: {orphans}")
     if not targets:
         return 0
-    producer = make_producer(bootstrap_servers)
+    producer = make_producer(bootstrap_servers, idempotence=idempotence)
     await producer.start()
     try:
         pending = [

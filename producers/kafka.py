@@ -30,11 +30,14 @@ class OutgoingRecord:
         return cls(topic, envelope.key, envelope.encode(), envelope.headers())
 
 
-def make_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+def make_producer(bootstrap_servers: str, *, idempotence: bool = False) -> AIOKafkaProducer:
+    """With `idempotence` (`BUTTERFLY_KAFKA_IDEMPOTENCE`, for a real Kafka cluster; the
+    embedded broker refuses it) the broker drops a retried batch it already has and refuses
+    one out of order, so a retry never duplicates nor reorders records within a partition."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=idempotence,
         linger_ms=2,
         max_batch_size=256 * 1024,
         request_timeout_ms=15000,
