@@ -160,6 +160,9 @@ class WriteReport:
     """Records read per event topic."""
     set_aside: int
     """Records that did not decode (the deciders dead-letter those; they change nothing)."""
+    repeats: int = 0
+    """Records carrying a message already read: the relay publishes at least once, so an
+    event can be written twice under one message id; the deciders took it once."""
 
     @property
     def ok(self) -> bool:
@@ -170,6 +173,7 @@ class WriteReport:
             "ok": self.ok,
             "events": self.events,
             "set_aside": self.set_aside,
+            "repeats": self.repeats,
             "tables": [t.as_json() for t in self.tables],
             "not_compared": NOT_FROM_EVENTS,
         }
@@ -198,7 +202,10 @@ class WriteReport:
         for name, why in NOT_FROM_EVENTS.items():
             yield f"not from events, not compared: {name} ({why})"
         topics = ", ".join(f"{topic} {n}" for topic, n in self.events.items())
-        yield f"events read: {topics}; undecodable set aside: {self.set_aside}"
+        yield (
+            f"events read: {topics}; undecodable set aside: {self.set_aside}; "
+            f"repeats skipped: {self.repeats}"
+        )
         yield "no difference" if self.ok else "DIFFERENCES FOUND"
 
 
@@ -395,6 +402,8 @@ async def rebuild_write(settings: Settings) -> WriteReport:
     topics = topics_of(settings)
     counts: dict[str, int] = {}
     set_aside = 0
+    seen: set[uuid.UUID] = set()
+    repeats = 0
     registration_events: list[Event] = []
     lodging_reads: list[Read] = []
     for rank, topic in enumerate((topics.registration_events, topics.lodging_events)):
@@ -409,6 +418,10 @@ async def rebuild_write(settings: Settings) -> WriteReport:
                 continue
             if not isinstance(message, Event):
                 continue
+            if envelope.message_id in seen:
+                repeats += 1
+                continue
+            seen.add(envelope.message_id)
             if rank == 0:
                 registration_events.append(message)
                 if type_name in OBSERVED:
@@ -428,6 +441,10 @@ async def rebuild_write(settings: Settings) -> WriteReport:
         except UndecodableMessage:
             set_aside += 1
             continue
+        if envelope.message_id in seen:
+            repeats += 1
+            continue
+        seen.add(envelope.message_id)
         account_reads.append(
             Read(0, record.partition, _naive(envelope.occurred_at), account_message)
         )
@@ -446,4 +463,4 @@ async def rebuild_write(settings: Settings) -> WriteReport:
                 reports.append(compare(spec, live, folded[spec.name]))
     finally:
         await engine.dispose()
-    return WriteReport(reports, counts, set_aside)
+    return WriteReport(reports, counts, set_aside, repeats)

@@ -1,7 +1,8 @@
 """`butterfly rebuild write` on the real broker and MariaDB: after the registration and lodging
 deciders decide a mix of registrations (free, priced with an option and a promo code, paid,
 expired, cancelled, a waitlist offer), the state folded from the event topics equals the
-decider tables; a corrupted count and a lost order row are reported, and only those."""
+decider tables, an event the relay wrote twice included; a corrupted count and a lost order
+row are reported, and only those."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from schemas.registration import (
 from schemas.registry import wrap
 from schemas.topics import Topics, registration_key
 from tests.conftest import StackFactory
-from tests.support import engine_for, eventually, read_topic, running, send_commands
+from tests.support import engine_for, eventually, produce, read_topic, running, send_commands
 
 pytestmark = pytest.mark.integration
 
@@ -205,6 +206,16 @@ async def test_folded_state_equals_the_tables_and_corruption_is_reported(
             )
         ).one()
     assert tuple(checked_in) == ("Door A", datetime(2027, 5, 1, 9, 1, 0, 123456))
+
+    # The relay publishes at least once: an event written twice is folded once.
+    records = await read_topic(settings, Topics(settings.topic_prefix).registration_events)
+    repeat = next(r for r in records if json.loads(r.value)["type"] == "OrderPlaced")
+    assert repeat.key is not None
+    await produce(
+        settings, repeat.topic, [(repeat.key.decode(), repeat.value, list(repeat.headers))]
+    )
+    report = await rebuild_write(settings)
+    assert (report.ok, report.repeats) == (True, 1)
 
     async with engine_for(settings.db.write_url) as engine, engine.begin() as conn:
         b = w.badge_types.c
