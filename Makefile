@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 2); [ $$n -lt 2 ] && n=2; [ $$n -gt 4 ] && n=4; echo $$n)
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test test-unit lint asyncapi bench clean
+.PHONY: help install run test test-unit lint asyncapi bench faults clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -40,6 +40,9 @@ asyncapi: $(STAMP) ## regenerate docs/asyncapi.json, the event contract, from th
 
 bench: $(STAMP) ## speed figures against their targets (BENCH_ARGS=--quick: a short run)
 	$(PY) tests/perf/bench_rush.py $(BENCH_ARGS)
+
+faults: $(STAMP) ## a rush through the load balancer while every role loses a process, MariaDB restarts, the broker pauses, the partner freezes (FAULTS_ARGS=--short: the CI form)
+	$(PY) -m tests.faults.run $(FAULTS_ARGS)
 
 clean: ## remove the venv and the run folder (local databases, broker logs)
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
