@@ -31,12 +31,14 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psutil
 
+from infra.services import EmbeddedBroker, LocalMariaDB, free_port
 from tests.perf.common import REPO, BenchError, latency_summary, line, section
 from tests.perf.stack import Stack, role_of, start_stack, stop_stack
 from tests.perf.targets import create_open_convention
@@ -225,7 +227,9 @@ class Rush:
 class Faults:
     """The faults, one at a time, on the stack `butterfly dev` supervises."""
 
-    def __init__(self, stack: Stack, mariadb: Any, broker: Any, plan: Plan) -> None:
+    def __init__(
+        self, stack: Stack, mariadb: LocalMariaDB, broker: EmbeddedBroker, plan: Plan
+    ) -> None:
         self.stack, self.mariadb, self.broker, self.plan = stack, mariadb, broker, plan
         self.done: list[str] = []
         self.random = random.Random(int(os.environ.get("FAULTS_SEED", "14")))
@@ -255,7 +259,7 @@ class Faults:
             await asyncio.sleep(0.1)
         self.done.append(
             f"SIGKILL {role} (pid {victim.pid}, {len(before)} running), "
-            f"restarted in {time.perf_counter() - started:.1f} s"
+            f"started again in {time.perf_counter() - started:.1f} s"
         )
 
     def partner_url(self) -> str:
@@ -279,31 +283,26 @@ class Faults:
 
     async def run(self) -> None:
         plan = self.plan
-        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-            (f"kill {role}", lambda role=role: self.kill(role))  # type: ignore[misc]
-            for role in plan.kills
+        partner, broker = self.processes("partner-sim")[0].pid, self.broker.pid
+        if broker is None:
+            raise BenchError("the broker is not running")
+        steps: list[Callable[[], Awaitable[None]]] = [
+            partial(self.kill, role) for role in plan.kills
         ]
-        steps.append(("restart MariaDB", self.restart_mariadb))
-        steps.append(
-            (
-                "pause the broker",
-                lambda: self.stop_for(self.broker.pid, plan.pause_seconds, "broker paused"),
-            )
-        )
-        partner = self.processes("partner-sim")
-        steps.append(
-            (
-                "freeze the partner",
-                lambda: self.stop_for(partner[0].pid, plan.freeze_seconds, "partner frozen"),
-            )
-        )
-        for _, step in steps:
+        steps += [
+            self.restart_mariadb,
+            partial(self.stop_for, broker, plan.pause_seconds, "broker paused"),
+            partial(self.stop_for, partner, plan.freeze_seconds, "partner frozen"),
+        ]
+        for step in steps:
             await asyncio.sleep(plan.gap_seconds)
             await step()
         await asyncio.sleep(plan.gap_seconds)
 
 
-async def exercise(stack: Stack, mariadb: Any, broker: Any, plan: Plan) -> Findings:
+async def exercise(
+    stack: Stack, mariadb: LocalMariaDB, broker: EmbeddedBroker, plan: Plan
+) -> Findings:
     findings = Findings()
     limits = httpx.Limits(max_connections=plan.workers + 8)
     async with httpx.AsyncClient(
@@ -595,10 +594,8 @@ async def statuses(settings: Any, convention_id: uuid.UUID) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def own_services(run_dir: Path) -> Iterator[tuple[Any, Any]]:
+def own_services(run_dir: Path) -> Iterator[tuple[LocalMariaDB, EmbeddedBroker]]:
     """A MariaDB and a broker of this run's own, named to `butterfly dev` by the environment."""
-    from infra.services import EmbeddedBroker, LocalMariaDB, free_port
-
     mariadb = LocalMariaDB(run_dir / "db", free_port())
     broker = EmbeddedBroker(free_port(), run_dir / "broker.log")
     asyncio.run(mariadb.start())
