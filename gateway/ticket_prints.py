@@ -1,5 +1,5 @@
-"""A ticket on paper and screen: its QR code (SVG for pages, PNG inside PDFs) and the PDFs a
-person prints, the attendee's ticket and the badge a station hands out.
+"""A ticket on paper: the PDFs a person prints, the attendee's ticket and the badge a station
+hands out, with the QR code of `infra.qr` (SVG for pages, PNG inside the PDFs).
 
 The QR code holds the token as it is (a regular QR code, error correction M: what a phone's
 `BarcodeDetector` and a USB scanner read). PDF text is set in DejaVu Sans where the system
@@ -16,12 +16,10 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import segno
 from fpdf import FPDF
 
-QR_ERROR = "m"
-QR_SCALE = 8
-QR_BORDER = 4
+from infra.qr import qr_png
+
 UNICODE_FONTS = (
     Path("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
     Path("/usr/share/fonts/dejavu/DejaVuSans.ttf"),
@@ -31,20 +29,6 @@ A6 = (105.0, 148.0)
 """The ticket's page, portrait, in millimetres."""
 BADGE = (148.0, 105.0)
 """The badge: A6 landscape."""
-
-
-def qr_svg(token: str) -> bytes:
-    out = io.BytesIO()
-    segno.make_qr(token, error=QR_ERROR).save(
-        out, kind="svg", scale=QR_SCALE, border=QR_BORDER, xmldecl=False
-    )
-    return out.getvalue()
-
-
-def qr_png(token: str) -> bytes:
-    out = io.BytesIO()
-    segno.make_qr(token, error=QR_ERROR).save(out, kind="png", scale=QR_SCALE, border=QR_BORDER)
-    return out.getvalue()
 
 
 @dataclass(frozen=True)

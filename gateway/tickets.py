@@ -15,7 +15,8 @@ from gateway.accounts import may_see
 from gateway.checkin_reads import CONFIRMED, CheckInReads, Holder
 from gateway.deps import Gateway
 from gateway.problems import Problem
-from gateway.ticket_prints import Printed, qr_svg, ticket_pdf
+from gateway.ticket_prints import Printed, ticket_pdf
+from infra.qr import qr_svg
 from schemas.tickets import SigningKey, issue
 
 SVG_MEDIA_TYPE = "image/svg+xml"

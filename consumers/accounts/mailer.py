@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import json
 import os
 import tempfile
@@ -31,7 +30,6 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
-import segno
 import structlog
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -40,6 +38,7 @@ from consumers.accounts.tables import mail_outbox
 from consumers.registration import tables as registration_tables
 from infra.metrics import MAILS_DELIVERED
 from infra.pipeline.faults import is_transient
+from infra.qr import qr_png
 from producers.outbox import utcnow
 from schemas.envelope import HEADER_TYPE, UndecodableMessage
 from schemas.identity import InvalidEmail, email_key
@@ -102,13 +101,6 @@ class MailTicket:
 TICKET_FILE = "ticket.png"
 
 
-def ticket_png(token: str) -> bytes:
-    """The ticket's QR code as the stations read it (`gateway.ticket_prints` draws the same)."""
-    out = io.BytesIO()
-    segno.make_qr(token, error="m").save(out, kind="png", scale=8, border=4)
-    return out.getvalue()
-
-
 def as_message(mail: Mail, ticket: MailTicket | None = None) -> EmailMessage:
     """The mail as an RFC 5322 message, dated when it was decided (stored as naive UTC);
     with a ticket, its QR code attached and its link added to the text."""
@@ -129,7 +121,7 @@ def as_message(mail: Mail, ticket: MailTicket | None = None) -> EmailMessage:
     message.set_content(body, cte="8bit")
     if ticket is not None:
         message.add_attachment(
-            ticket_png(ticket.token), maintype="image", subtype="png", filename=TICKET_FILE
+            qr_png(ticket.token), maintype="image", subtype="png", filename=TICKET_FILE
         )
     return message
 

@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import insert, select
 
-from consumers.accounts.mailer import Mailer, MailTickets, latest_mail_to, ticket_png
+from consumers.accounts.mailer import Mailer, MailTickets, latest_mail_to
 from consumers.accounts.tables import mail_outbox
 from consumers.registration import tables as registration_tables
+from infra.qr import qr_png
 from infra.settings import Settings
 from producers.kafka import OutgoingRecord
 from producers.outbox import stage
@@ -208,7 +209,7 @@ async def test_a_mail_that_confirms_a_registration_carries_its_ticket(
         assert attachment.get_content_type() == "image/png"
         assert attachment.get_filename() == "ticket.png"
         token = issue(registration_id, convention, badge_type, 0, keys)
-        assert attachment.get_content() == ticket_png(token), "the ticket, signed at delivery"
+        assert attachment.get_content() == qr_png(token), "the ticket, signed at delivery"
         text = message.get_body(preferencelist=("plain",))
         assert text is not None
         assert f"{SITE}/api/v1/registrations/{registration_id}/ticket.pdf" in text.get_content()
