@@ -14,6 +14,7 @@ import pytest
 from pydantic import ValidationError
 from pydantic_core import InitErrorDetails
 
+from infra.bootstrap import producer_of
 from infra.settings import (
     ENV_FILE_VARIABLE,
     SECRETS,
@@ -227,3 +228,13 @@ def test_a_process_with_a_bad_setting_stops_with_status_2_and_no_traceback() -> 
         "butterfly: bad setting BUTTERFLY_TICKET_KEYS: ticket keys are written kid:seed, "
         "separated by commas",
     ]
+
+
+async def test_the_producers_are_idempotent_only_when_the_setting_says() -> None:
+    for wanted in (False, True):
+        settings = Settings(
+            _env_file=None, kafka_bootstrap_servers="127.0.0.1:9", kafka_idempotence=wanted
+        )
+        producer = producer_of(settings)
+        assert (producer._txn_manager is not None) is wanted
+        await producer.stop()
