@@ -74,6 +74,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from tests.perf.common import BenchError, Summary, line, ms, percentile, section
 from tests.perf.gates import gates_phase
 from tests.perf.lodging import lodging_phase, print_lodging
+from tests.perf.mail import mail_phase
 from tests.perf.replay import ROLE_MEMORY_LIMIT, memory_phase, rebuild_phase
 from tests.perf.rush import compare, make_rush, rush_phase
 from tests.perf.stack import Stack, find_stack, start_stack, stop_stack
@@ -91,6 +92,7 @@ PHASES = (
     "wait",
     "rival",
     "orders",
+    "mail",
     "async",
     "overload",
     "rush",
@@ -144,6 +146,8 @@ async def run_phases(
         read_model = ReadModel(stack)
         try:
             ours = await _waiting(butterfly, admin, stack, load, args, abort, summary)
+            if "mail" in phases:
+                await _mail(stack, summary)
             if "async" in phases:
                 started = time.perf_counter()
                 figures = await async_phase(butterfly, read_model, load, args.burst, abort)
@@ -192,6 +196,18 @@ async def run_phases(
                 f"{largest:.0f} MB",
                 largest < ROLE_MEMORY_LIMIT,
             )
+
+
+async def _mail(stack: Stack, summary: Summary) -> None:
+    section("Mail: the mailer delivering what the phases before left it")
+    figures = await mail_phase(stack)
+    if figures.waiting:
+        summary.add(
+            f"mail: {figures.waiting} waiting delivered after",
+            "",
+            "not all" if figures.drained_after is None else f"{figures.drained_after:.1f} s",
+        )
+        summary.add("mailer CPU ms/mail", "", f"{figures.cpu_ms:.2f}")
 
 
 async def _lodging(
