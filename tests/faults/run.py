@@ -40,6 +40,7 @@ import psutil
 
 from infra.services import EmbeddedBroker, LocalMariaDB, free_port
 from tests.perf.common import REPO, BenchError, latency_summary, line, section
+from tests.perf.lodging import room_listing, sync_hotels
 from tests.perf.stack import Stack, role_of, start_stack, stop_stack
 from tests.perf.targets import create_open_convention
 
@@ -342,19 +343,6 @@ async def exercise(
     return findings
 
 
-async def sync_hotels(client: httpx.AsyncClient, convention_id: str) -> list[str]:
-    answer = await client.post(f"/api/v1/admin/conventions/{convention_id}/hotels/sync")
-    if answer.status_code != 202:
-        raise BenchError(f"the hotel sync answered {answer.status_code}: {answer.text[:300]}")
-    deadline = time.perf_counter() + 60
-    while time.perf_counter() < deadline:
-        listed = await client.get(f"/api/v1/conventions/{convention_id}/hotels")
-        if listed.status_code == 200 and listed.json()["hotels"]:
-            return [hotel["code"] for hotel in listed.json()["hotels"]]
-        await asyncio.sleep(0.2)
-    raise BenchError("the convention's hotels were not synced from the partner within 60 s")
-
-
 async def poll(
     probe: Callable[[], Awaitable[Any]], until: Callable[[Any], bool], within: float
 ) -> Any:
@@ -522,28 +510,6 @@ async def check_rooms(findings: Findings, rush: Rush, settings: Any) -> None:
         f"{len(found.drifts)} drifts between our bookings and the partner's"
         + (f": {[d.kind.value for d in found.drifts[:5]]}" if found.drifts else ""),
     )
-
-
-async def room_listing(
-    client: httpx.AsyncClient, convention_id: str, status: str | None = None
-) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, str | int] = {"limit": 100}
-        if status is not None:
-            params["status"] = status
-        if cursor:
-            params["cursor"] = cursor
-        answer = await client.get(
-            f"/api/v1/admin/conventions/{convention_id}/lodging/requests", params=params
-        )
-        answer.raise_for_status()
-        page = answer.json()
-        items.extend(page["items"])
-        cursor = page["next"]
-        if not cursor:
-            return items
 
 
 async def check_rebuilds(findings: Findings, stack: Stack) -> None:

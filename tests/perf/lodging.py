@@ -47,7 +47,7 @@ class LodgingFigures:
 async def lodging_phase(stack: Stack, admin: httpx.AsyncClient, requests: int) -> LodgingFigures:
     convention_id = await create_open_convention(admin, "Lodging bench", requests)
     registrations = await _register(admin, convention_id, requests)
-    hotels = await _sync(admin, convention_id)
+    hotels = await sync_hotels(admin, convention_id)
     line(
         "lodging",
         f"{len(registrations)} confirmed registrations, hotels {', '.join(hotels)}: "
@@ -86,7 +86,7 @@ async def lodging_phase(stack: Stack, admin: httpx.AsyncClient, requests: int) -
         unsettled = {
             str(item["request_id"])
             for status in UNSETTLED
-            for item in await _listing(admin, convention_id, status)
+            for item in await room_listing(admin, convention_id, status)
         }
         now = time.perf_counter()
         for request_id in sent.keys() - unsettled - seen.keys():
@@ -94,7 +94,7 @@ async def lodging_phase(stack: Stack, admin: httpx.AsyncClient, requests: int) -
         if len(seen) < len(sent):
             await asyncio.sleep(POLL_SECONDS)
     final = {
-        str(item["request_id"]): item["status"] for item in await _listing(admin, convention_id)
+        str(item["request_id"]): item["status"] for item in await room_listing(admin, convention_id)
     }
     settled_after = None
     if len(seen) == len(sent):
@@ -149,7 +149,7 @@ async def _register(admin: httpx.AsyncClient, convention_id: str, count: int) ->
     return list(await asyncio.gather(*(one(n) for n in range(count))))
 
 
-async def _sync(admin: httpx.AsyncClient, convention_id: str) -> list[str]:
+async def sync_hotels(admin: httpx.AsyncClient, convention_id: str) -> list[str]:
     answer = await admin.post(f"/api/v1/admin/conventions/{convention_id}/hotels/sync")
     if answer.status_code != 202:
         raise BenchError(f"the hotel sync answered {answer.status_code}: {answer.text[:300]}")
@@ -162,7 +162,7 @@ async def _sync(admin: httpx.AsyncClient, convention_id: str) -> list[str]:
     return [hotel["code"] for hotel in listed.json()["hotels"]]
 
 
-async def _listing(
+async def room_listing(
     admin: httpx.AsyncClient, convention_id: str, status: str | None = None
 ) -> list[dict[str, Any]]:
     """The convention's room requests (of one status, if named), every page."""
