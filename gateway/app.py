@@ -76,6 +76,7 @@ def create_app(
         return Response(content=_contract(gateway.topics.prefix), media_type="application/json")
 
     app = Litestar(
+        logging_config=None,  # Litestar's own would take the root logger over from infra.logging
         route_handlers=[
             ConventionController,
             AdminConventionController,

@@ -10,12 +10,15 @@ import logging
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import pytest
 import structlog
 from aiokafka.structs import ConsumerRecord
 
+from gateway.app import create_app
+from gateway.deps import Gateway
 from infra.logging import HANDLER_NAME, chosen_rendering, configure_logging
 from infra.pipeline.exactly_once import batch_correlation, correlated, record_correlation
 from schemas.registration import OpenConvention
@@ -159,3 +162,16 @@ async def test_lines_logged_while_handling_a_record_carry_its_correlation() -> N
     assert named["correlation_id"] == "c-other"
     assert still["correlation_id"] == "c-3"
     assert "correlation_id" not in after
+
+
+def test_the_gateway_app_leaves_the_stdlib_loggers_to_butterfly() -> None:
+    """Litestar configures logging of its own unless told not to: stdlib lines (aiokafka's,
+    and httpx's for every in-process API call of a page) then bypassed the renderer."""
+    out = io.StringIO()
+    configure_logging("gateway", "INFO", "json", stream=out)
+    create_app(cast(Gateway, SimpleNamespace()))
+    logging.getLogger("httpx").info("HTTP Request: GET /api/v1/conventions")
+    logging.getLogger("aiokafka.consumer").warning("heartbeat failed")
+
+    [line] = json_lines(out)
+    assert (line["logger"], line["message"]) == ("aiokafka.consumer", "heartbeat failed")

@@ -357,6 +357,7 @@ def create_partner_app(settings: Settings, faults: Faults | None = None) -> Lite
         Exception: _crashed,
     }
     return Litestar(
+        logging_config=None,  # Litestar's own would take the root logger over from infra.logging
         route_handlers=[
             Router(
                 "/partner/v1",

@@ -340,6 +340,7 @@ def create_payment_app(settings: Settings) -> Litestar:
         Exception: _crashed,
     }
     app = Litestar(
+        logging_config=None,  # Litestar's own would take the root logger over from infra.logging
         route_handlers=[
             Router(
                 "/v1",
