@@ -337,7 +337,8 @@ async def exercise(
         if took:
             line("answered in", latency_summary(took) + " (first attempt to final answer)")
         retried = sum(answer.attempts > 1 for answer in rush.registrations.values())
-        line("retried", f"{retried} registrations needed more than one attempt")
+        rooms = sum(answer.attempts > 1 for answer in rush.rooms.values())
+        line("retried", f"{retried} registrations and {rooms} room requests needed another attempt")
         section("Checks")
         await check(findings, rush, stack, sent, faults.partner_url())
     return findings
