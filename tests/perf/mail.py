@@ -57,6 +57,9 @@ async def mail_phase(stack: Stack) -> MailFigures:
         delivered=delivered,
         cpu_ms=cpu / delivered * 1000 if delivered else 0.0,
     )
+    if not waiting:
+        line("delivered", "no mail was waiting")
+        return figures
     if left:
         line("delivered", f"{delivered} of {waiting} mails in {took:.1f} s; {left} still waiting")
     else:
