@@ -4,8 +4,9 @@
 A role that consumes through a consumer group splits the partitions among its processes (the
 broker assigns them, and the stored epochs fence out a member that lost one); gateways hold
 nothing of their own (sessions and login counters are in Redis) and share the public port
-through HAProxy. The roles that poll a table rather than a group would each do all the work,
-so they run once.
+through HAProxy. The mailer claims its rows of the mail outbox with `SELECT … FOR UPDATE
+SKIP LOCKED`, so several mailers share the mails between them. The other roles that poll a
+table rather than a group would each do all the work, so they run once.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ SCALABLE = (
     "projector.accounts",
     "projector.orders",
     "bridge",
+    "mailer",
 )
 """Roles that may run as several processes."""
 
@@ -35,7 +37,6 @@ SINGLE = {
     "both do all of it, sending every expiry and refund call twice",
     "relay": "the outbox relay polls whole outbox tables: a second one would publish the same "
     "rows again",
-    "mailer": "the mailer polls the whole mail outbox: a second one would write each mail twice",
     "partner-sim": "the lodging partner simulator stands for one outside system",
     "payment-sim": "the payment provider simulator stands for one outside system",
 }

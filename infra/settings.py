@@ -205,8 +205,9 @@ class Settings(BaseSettings):
     broker's log, a project-local MariaDB or Redis, the dev mails."""
     replicas: str = ""
     """`role:count[,role:count…]`: how many processes of each role `make run` runs (see
-    `infra.replicas`; 1 to 16; deciders, projectors, the bridge and the gateway); unnamed
-    roles run once. More than one gateway: HAProxy listens on `http_port` in front of them."""
+    `infra.replicas`; 1 to 16; deciders, projectors, the bridge, the mailer and the
+    gateway); unnamed roles run once. More than one gateway: HAProxy listens on `http_port`
+    in front of them."""
     mail_dir: str = ""
     """Where the dev mail sink (`butterfly mailer`) writes the mails as .eml files; empty:
     `mail` in the run directory."""

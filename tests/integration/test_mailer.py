@@ -219,3 +219,28 @@ async def test_a_mail_that_confirms_a_registration_carries_its_ticket(
         assert list(message.iter_attachments()) == [], "no ticket where nothing was confirmed"
         assert not message.is_multipart()
         assert "ticket" not in message.get_content()
+
+
+async def test_two_mailers_share_the_outbox_each_mail_written_by_one(
+    make_settings: StackFactory, tmp_path: Path
+) -> None:
+    """Each claims its rows with SKIP LOCKED (`BUTTERFLY_REPLICAS=mailer:2`): given folders
+    of their own, no mail turns up in both, and none is missing."""
+    settings = await make_settings()
+    rows = [outbox_row(n) for n in range(60)]
+    async with engine_for(settings.db.write_url) as engine:
+        async with engine.begin() as conn:
+            await conn.execute(insert(mail_outbox), rows)
+        folders = (tmp_path / "first", tmp_path / "second")
+        mailers = [Mailer(engine, folder, poll_seconds=0.05, batch_size=5) for folder in folders]
+        tasks = [asyncio.create_task(mailer.run()) for mailer in mailers]
+        try:
+            await eventually(lambda: unsent(settings), lambda n: n == 0, what="every mail sent")
+        finally:
+            for mailer in mailers:
+                mailer.stop()
+            await asyncio.wait_for(asyncio.gather(*tasks), 10)
+    written = [{path.name.split("-", 1)[1] for path in folder.iterdir()} for folder in folders]
+    assert not written[0] & written[1]
+    assert written[0] | written[1] == {f"{row['mail_id']}.eml" for row in rows}
+    assert all(written), "both mailers delivered"

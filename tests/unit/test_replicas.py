@@ -53,7 +53,6 @@ def test_replicas_are_read_as_role_and_count() -> None:
         ("gateway:2,gateway:3", "gateway is named twice"),
         ("clock:2", "clock runs once: the order clock"),
         ("relay:2", "relay runs once"),
-        ("mailer:2", "mailer runs once"),
         ("partner-sim:2", "partner-sim runs once"),
     ],
 )
@@ -67,6 +66,11 @@ def test_the_setting_is_refused_at_start_naming_the_variable() -> None:
         Settings(_env_file=None, replicas="decider.registraton:2")
     assert Settings(_env_file=None, replicas="gateway:2").replica_counts == {"gateway": 2}
     assert Settings(_env_file=None).replica_counts == {}
+
+
+def test_mailers_scale_out_since_each_claims_its_rows() -> None:
+    assert parse_replicas("mailer:3") == {"mailer": 3}
+    assert names(replicas={"mailer": 2}).count("mailer#2") == 1
 
 
 def test_every_role_make_run_runs_is_either_scalable_or_single_for_a_reason() -> None:
