@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,7 +20,7 @@ from consumers.accounts.tables import metadata as account_metadata
 from consumers.lodging.tables import metadata as lodging_metadata
 from consumers.registration.tables import metadata as registration_metadata
 from infra.db import merged_metadata
-from infra.migrate import database_urls, drop_databases, migrate
+from infra.migrate import create_databases, database_urls, drop_databases, migrate
 from infra.settings import Settings
 from projections.accounts.tables import metadata as accounts_read_metadata
 from projections.lodging.tables import metadata as lodging_read_metadata
@@ -122,3 +125,70 @@ async def test_drop_databases_removes_all_three(settings: Settings) -> None:
     await drop_databases(settings)
 
     assert await _existing_databases(settings) == set()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+MIGRATE_REPORTING = (
+    "import sys; from alembic import command; from infra.migrations.runner import alembic_config; "
+    "command.upgrade(alembic_config('reporting', sys.argv[1]), 'head')"
+)
+"""Alembic's `op` and `context` are process-wide, so migrations at once run in processes."""
+
+
+def _url(url: URL) -> str:
+    return url.render_as_string(hide_password=False)
+
+
+def _own_databases(services: Services) -> Settings:
+    return settings_without_env_file(
+        DATABASE_URL=services.database_url, db_prefix=f"bfy_mig_{secrets.token_hex(4)}"
+    )
+
+
+async def _analyst_grants_on(services: Services, databases: set[str]) -> set[str]:
+    engine = create_async_engine(
+        settings_without_env_file(DATABASE_URL=services.database_url).db.server_url(),
+        poolclass=pool.NullPool,
+    )
+    try:
+        async with engine.connect() as connection:
+            result = await connection.execute(
+                text("SELECT DISTINCT Db FROM mysql.tables_priv WHERE User = 'analyst'")
+            )
+            return {row[0] for row in result} & databases
+    finally:
+        await engine.dispose()
+
+
+async def test_reporting_databases_migrated_at_once_share_the_analyst_and_clear_stale_grants(
+    services: Services,
+) -> None:
+    """Parallel test workers and replays migrate reporting databases on one server at the same
+    time; each one revokes the grants a dropped database left. They must not trip over each
+    other revoking the same stale grant, nor leave it behind."""
+
+    async def migrate_reporting(databases: list[Settings]) -> None:
+        for settings in databases:
+            await create_databases(settings)
+        migrations = [
+            await asyncio.create_subprocess_exec(
+                sys.executable, "-c", MIGRATE_REPORTING, _url(s.db.reporting_url), cwd=ROOT
+            )
+            for s in databases
+        ]
+        assert [await m.wait() for m in migrations] == [0] * len(databases)
+
+    dropped = [_own_databases(services) for _ in range(3)]
+    await migrate_reporting(dropped)
+    for settings in dropped:
+        await drop_databases(settings)
+    stale = {s.db.reporting_url.database or "" for s in dropped}
+
+    several = [_own_databases(services) for _ in range(6)]
+    try:
+        await migrate_reporting(several)
+        fresh = {s.db.reporting_url.database or "" for s in several}
+        assert await _analyst_grants_on(services, fresh | stale) == fresh
+    finally:
+        for settings in several:
+            await drop_databases(settings)

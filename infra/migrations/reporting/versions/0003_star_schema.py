@@ -7,7 +7,8 @@ Create Date: 2027-01-20 00:00:00
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,8 @@ TABLE_OPTIONS: dict[str, Any] = {
     "mysql_collate": "utf8mb4_unicode_ci",
 }
 ANALYST = "'analyst'@'%'"
+GRANTS_LOCK = "butterfly.analyst_grants"
+GRANTS_LOCK_SECONDS = 60
 STAR_TABLES = (
     "dim_convention",
     "dim_badge_type",
@@ -273,6 +276,25 @@ def _literal(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
+@contextmanager
+def grants_lock(bind: sa.Connection) -> Iterator[None]:
+    """Holds the server-wide named lock every change to the analyst's grants takes. Several
+    migrations run at once on one server (parallel tests, a replay beside the live database):
+    without it, two of them list the same stale grant and the second one's REVOKE fails."""
+    taken = bind.execute(
+        sa.text("SELECT GET_LOCK(:name, :seconds)"),
+        {"name": GRANTS_LOCK, "seconds": GRANTS_LOCK_SECONDS},
+    ).scalar_one()
+    if taken != 1:
+        raise RuntimeError(
+            f"the analyst's grants stayed locked for {GRANTS_LOCK_SECONDS} s by another migration"
+        )
+    try:
+        yield
+    finally:
+        bind.execute(sa.text("SELECT RELEASE_LOCK(:name)"), {"name": GRANTS_LOCK})
+
+
 def grant_analyst() -> None:
     """Create the user once per server, and grant it SELECT on this database's star tables
     only (never the archive, whose payloads hold e-mails, nor the consumer positions). Each
@@ -280,34 +302,37 @@ def grant_analyst() -> None:
     left behind by databases since dropped are revoked: the server keeps them otherwise."""
     bind = op.get_bind()
     password = _literal(analyst_password())
-    op.execute(f"CREATE USER IF NOT EXISTS {ANALYST} IDENTIFIED BY {password}")
-    op.execute(f"ALTER USER {ANALYST} IDENTIFIED BY {password}")
     quote = bind.dialect.identifier_preparer.quote_identifier
     database = bind.execute(sa.text("SELECT DATABASE()")).scalar_one()
-    for table in STAR_TABLES:
-        op.execute(f"GRANT SELECT ON {quote(database)}.{quote(table)} TO {ANALYST}")
-    stale = bind.execute(
-        sa.text(
-            "SELECT Db, Table_name FROM mysql.tables_priv WHERE User = 'analyst' AND Host = '%' "
-            "AND Db NOT IN (SELECT SCHEMA_NAME FROM information_schema.SCHEMATA)"
-        )
-    ).all()
-    for db, table in stale:
-        op.execute(f"REVOKE ALL PRIVILEGES ON {quote(db)}.{quote(table)} FROM {ANALYST}")
+    with grants_lock(bind):
+        op.execute(f"CREATE USER IF NOT EXISTS {ANALYST} IDENTIFIED BY {password}")
+        op.execute(f"ALTER USER {ANALYST} IDENTIFIED BY {password}")
+        for table in STAR_TABLES:
+            op.execute(f"GRANT SELECT ON {quote(database)}.{quote(table)} TO {ANALYST}")
+        stale = bind.execute(
+            sa.text(
+                "SELECT Db, Table_name FROM mysql.tables_priv "
+                "WHERE User = 'analyst' AND Host = '%' "
+                "AND Db NOT IN (SELECT SCHEMA_NAME FROM information_schema.SCHEMATA)"
+            )
+        ).all()
+        for db, table in stale:
+            op.execute(f"REVOKE ALL PRIVILEGES ON {quote(db)}.{quote(table)} FROM {ANALYST}")
 
 
 def downgrade() -> None:
     bind = op.get_bind()
     quote = bind.dialect.identifier_preparer.quote_identifier
     database = bind.execute(sa.text("SELECT DATABASE()")).scalar_one()
-    granted = bind.execute(
-        sa.text(
-            "SELECT Table_name FROM mysql.tables_priv "
-            "WHERE User = 'analyst' AND Host = '%' AND Db = :db"
-        ),
-        {"db": database},
-    ).scalars()
-    for table in list(granted):
-        op.execute(f"REVOKE ALL PRIVILEGES ON {quote(database)}.{quote(table)} FROM {ANALYST}")
+    with grants_lock(bind):
+        granted = bind.execute(
+            sa.text(
+                "SELECT Table_name FROM mysql.tables_priv "
+                "WHERE User = 'analyst' AND Host = '%' AND Db = :db"
+            ),
+            {"db": database},
+        ).scalars()
+        for table in list(granted):
+            op.execute(f"REVOKE ALL PRIVILEGES ON {quote(database)}.{quote(table)} FROM {ANALYST}")
     for table in reversed(STAR_TABLES):
         op.drop_table(table)
