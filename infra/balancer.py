@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import math
 import resource
-import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import structlog
 
+from infra.packages import apt_install
 from infra.services import ServiceUnavailable, free_port, haproxy_binary
 from infra.settings import Settings
 
@@ -180,25 +180,21 @@ async def ensure_haproxy() -> Path:
     found = haproxy_binary()
     if found is not None:
         return found
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
+    log.info(
+        "haproxy_installing", reason="more than one gateway", command="apt-get install -y haproxy"
+    )
+    installed = await asyncio.to_thread(apt_install, "haproxy", timeout=INSTALL_TIMEOUT_SECONDS)
+    if installed is None:
         raise ServiceUnavailable(
             "HAProxy (needed with more than one gateway in BUTTERFLY_REPLICAS) is not "
             "installed and there is no apt-get to install it: install haproxy, or run one gateway"
         )
-    log.info(
-        "haproxy_installing", reason="more than one gateway", command="apt-get install -y haproxy"
-    )
-    installed = await _run(apt_get, "install", "-y", "-q", "haproxy")
-    if installed.returncode != 0:
-        await _run(apt_get, "update", "-q")
-        installed = await _run(apt_get, "install", "-y", "-q", "haproxy")
     found = haproxy_binary()
     if found is None:
         raise ServiceUnavailable(
             "HAProxy (needed with more than one gateway in BUTTERFLY_REPLICAS) is not "
-            f"installed and `apt-get install -y haproxy` failed ({installed.returncode}): "
-            f"{_tail(installed)}; install haproxy, or run one gateway"
+            f"installed and `apt-get {installed.command}` failed ({installed.returncode}): "
+            f"{installed.tail()}; install haproxy, or run one gateway"
         )
     return found
 

@@ -15,6 +15,7 @@ import subprocess
 from collections import Counter
 from pathlib import Path
 
+from infra.packages import apt_install
 from tests.perf.common import BenchError, line
 from tests.perf.loadgen import LoadResult
 
@@ -28,19 +29,15 @@ MARKER = "BENCH_JSON "
 def ensure_wrk() -> str | None:
     """wrk's path, installed with apt-get when missing and possible; None when it cannot be had."""
     found = shutil.which("wrk")
-    apt_get = shutil.which("apt-get")
-    if found or not apt_get:
+    if found:
         return found
     line("wrk", "not installed: apt-get install -y wrk")
-    result = subprocess.run(  # noqa: S603 - argv is built here, not from input
-        [apt_get, "install", "-y", "-q", "wrk"],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        line("wrk", f"apt-get failed ({result.returncode}): {result.stderr.strip()[-200:]}")
+    installed = apt_install("wrk")
+    if installed is not None and not installed.ok:
+        line(
+            "wrk",
+            f"apt-get {installed.command} failed ({installed.returncode}): {installed.tail(200)}",
+        )
     return shutil.which("wrk")
 
 

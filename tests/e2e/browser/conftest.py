@@ -13,13 +13,14 @@ import asyncio
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
+
+from infra.packages import apt_install
 
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = Path(os.environ.get("BUTTERFLY_ARTIFACTS_DIR") or ROOT / "test-artifacts")
@@ -35,12 +36,14 @@ def chromium_path() -> str:
     found = shutil.which("chromium")
     if found:
         return found
-    if shutil.which("apt-get") is None or os.geteuid() != 0:
+    if os.geteuid() != 0:
         pytest.fail("Chromium is missing: install Debian's `chromium` package (apt-get).")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for command in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
-        subprocess.run(  # noqa: S603 - a fixed apt-get command, not from input
-            command, check=True, env=env, stdout=subprocess.DEVNULL, timeout=900
+    installed = apt_install("chromium", timeout=900)
+    if installed is None:
+        pytest.fail("Chromium is missing and there is no apt-get to install Debian's `chromium`.")
+    if not installed.ok:
+        pytest.fail(
+            f"apt-get {installed.command} failed ({installed.returncode}): {installed.tail()}"
         )
     found = shutil.which("chromium")
     if not found:
