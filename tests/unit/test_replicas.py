@@ -262,6 +262,6 @@ async def test_without_haproxy_or_a_way_to_install_it_dev_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr("infra.balancer.haproxy_binary", lambda: None)
-    monkeypatch.setattr("infra.balancer.shutil.which", lambda name: None)
+    monkeypatch.setattr("infra.packages.shutil.which", lambda name: None)
     with pytest.raises(ServiceUnavailable, match="install haproxy, or run one gateway"):
         await ensure_haproxy()
