@@ -37,9 +37,10 @@ from projections.progress import Progress
 from projections.rebuild import QUIET_SECONDS, projection_store
 from projections.website import tables as website_tables
 
-REPLAYABLE = ("website", "lodging", "accounts", "orders")
-"""Projections whose tables are all theirs and live beside the shared `consumer_positions`
-table; the reporting database also holds tables its migrations fill, so it is not among them."""
+REPLAYABLE = ("website", "lodging", "accounts", "orders", "reporting")
+"""Every projection: its tables are all its own and live beside its database's
+`consumer_positions` table. The reporting database's `analyst` user is granted its tables by
+name, so the grants hold for the tables swapped in."""
 
 POSITIONS = "consumer_positions"
 HOLD_ATTEMPTS = 5

@@ -18,6 +18,7 @@ from infra.settings import Settings
 from projections.orders import tables as o
 from projections.progress import Progress
 from projections.replay import replay
+from projections.reporting import tables as reporting_tables
 from projections.website import tables as r
 from schemas.checkin import CheckInAttendee
 from schemas.topics import Topics
@@ -184,3 +185,49 @@ async def test_a_replay_that_differs_from_the_live_tables_swaps_nothing(
         assert await count(engine, r.registrations, r.registrations.c.name == "Tampered") == 3
         async with engine.begin() as conn:
             await conn.execute(text(f"DROP DATABASE `{report.green}`"))
+
+
+async def test_the_reporting_database_is_replayed_and_analysts_keep_reading_it(
+    make_settings: StackFactory,
+) -> None:
+    settings = await make_settings()
+    convention_id = await open_convention_with_quota(settings, 5)
+    attendees = [registration(convention_id, f"r{i}@x.org") for i in range(8)]
+    await send_commands(settings, *(command_envelope(command) for command, _ in attendees))
+    async with (
+        running(build_decider(settings)),
+        running(build_projector(settings, "reporting")),
+    ):
+        await eventually(
+            lambda: _fact_statuses(settings, convention_id),
+            lambda s: s == {"confirmed": 5, "rejected": 3},
+            what="the registrations in the star schema",
+        )
+        report = await replay(settings, "reporting", drop_old=True)
+
+    assert report.swapped
+    assert report.equal, report.checks
+    assert {check.table for check in report.checks} == {
+        t.name for t in reporting_tables.metadata.sorted_tables if t.name != "consumer_positions"
+    }
+    archive = next(c for c in report.checks if c.table == "event_archive")
+    assert archive.live_rows >= 10
+    analyst = settings.db.reporting_url.set(username="analyst", password=settings.analyst_password)
+    async with engine_for(analyst) as engine, engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT COUNT(*) FROM fact_registrations WHERE convention_id = :c"),
+            {"c": str(convention_id)},
+        )
+        assert rows.scalar_one() == 8
+
+
+async def _fact_statuses(settings: Settings, convention_id: uuid.UUID) -> dict[str, int]:
+    async with engine_for(settings.db.reporting_url) as engine, engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT status, COUNT(*) FROM fact_registrations WHERE convention_id = :c "
+                "GROUP BY status"
+            ),
+            {"c": str(convention_id)},
+        )
+        return {status: int(n) for status, n in rows}
