@@ -16,6 +16,7 @@ from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from infra.metrics import OUTBOX_RELAYED
+from infra.pipeline.faults import backoff_delay, is_transient
 from producers.kafka import OutgoingRecord, publish_all
 
 log = structlog.get_logger(__name__)
@@ -145,11 +146,30 @@ class OutboxRelay:
         return int(result.rowcount or 0)
 
     async def run(self) -> None:
+        """Relay and purge every `interval` until stopped. A transient fault (the database
+        or the broker away) is logged and tried again after a growing wait, as the consumers
+        do; anything else ends the role, for its supervisor to start it again."""
         log.info("relay_started")
+        failures = 0
         while not self._stopping.is_set():
-            await self.drain()
-            if purged := await self.purge_published():
-                log.info("outbox_purged", count=purged)
+            wait = self._interval
+            try:
+                await self.drain()
+                if purged := await self.purge_published():
+                    log.info("outbox_purged", count=purged)
+                failures = 0
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                failures += 1
+                wait = backoff_delay(failures, cap=self._interval * 10)
+                log.warning(
+                    "relay_transient_fault",
+                    outbox=self._outbox.name,
+                    attempt=failures,
+                    retry_in=round(wait, 3),
+                    error=repr(exc),
+                )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
+                await asyncio.wait_for(self._stopping.wait(), timeout=wait)
         log.info("relay_stopped")
