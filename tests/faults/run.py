@@ -401,6 +401,7 @@ async def check(findings: Findings, rush: Rush, stack: Stack, sent: int, partner
 
     await check_rooms(findings, rush, settings.model_copy(update={"partner_url": partner_url}))
     await check_rebuilds(findings, stack)
+    check_no_crash(findings, stack)
 
 
 async def check_reporting(
@@ -541,6 +542,28 @@ async def check_rebuilds(findings: Findings, stack: Stack) -> None:
             "rebuilt",
             f"{name}: " + ("equal to the live tables" if done.returncode == 0 else tail[0][:300]),
         )
+
+
+def check_no_crash(findings: Findings, stack: Stack) -> None:
+    """Every role rode its faults out: the only exits the supervisor saw were the SIGKILLs
+    (return code -9); a role that died of a database or broker away would have to be
+    restarted to recover, which the design does not count on."""
+    crashes: Counter[str] = Counter()
+    if stack.log_path is not None and stack.log_path.exists():
+        for raw in stack.log_path.read_text(errors="replace").splitlines():
+            if '"role exited"' not in raw:
+                continue
+            with contextlib.suppress(ValueError):
+                entry = json.loads(raw)
+                if entry.get("returncode") != -signal.SIGKILL:
+                    crashes[f"{entry.get('role')} (exit {entry.get('returncode')})"] += 1
+    findings.check(
+        not crashes,
+        "no crash",
+        "no role exited but those killed"
+        if not crashes
+        else f"roles exited on their own: {dict(crashes)}",
+    )
 
 
 def role_environment(stack: Stack) -> dict[str, str]:
