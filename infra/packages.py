@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,23 +78,17 @@ def apt_install(package: str, *, timeout: float = 600.0) -> Installed | None:
     return installed
 
 
-class _turn:
-    """Holds TURN_FILE's lock until the block ends (or the deadline passes: then apt-get's
-    own wait for dpkg's lock is what keeps two installs apart)."""
-
-    def __init__(self, deadline: float) -> None:
-        self._deadline = deadline
-        self._file = open(TURN_FILE, "a")  # noqa: SIM115 - closed in __exit__
-
-    def __enter__(self) -> None:
+@contextmanager
+def _turn(deadline: float) -> Iterator[None]:
+    """Holds TURN_FILE's lock for the block (past the deadline it goes on without: then
+    apt-get's own wait for dpkg's lock is what keeps two installs apart)."""
+    with open(TURN_FILE, "a") as turn:
         while True:
             try:
-                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                fcntl.flock(turn, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
             except BlockingIOError:
-                if time.monotonic() > self._deadline:
-                    return
+                if time.monotonic() > deadline:
+                    break
                 time.sleep(0.2)
-
-    def __exit__(self, *_: object) -> None:
-        self._file.close()
+        yield
