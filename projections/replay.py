@@ -28,7 +28,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.dialects.mysql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from infra.bootstrap import group_name, projector_handler
+from infra.bootstrap import PROJECTORS, group_name, projector_handler
 from infra.db import make_engine
 from infra.pipeline.exactly_once import BatchHandler, PositionStore, Record
 from infra.pipeline.faults import backoff_delay, is_transient
@@ -37,7 +37,7 @@ from projections.progress import Progress
 from projections.rebuild import QUIET_SECONDS, projection_store
 from projections.website import tables as website_tables
 
-REPLAYABLE = ("website", "lodging", "accounts", "orders", "reporting")
+REPLAYABLE = PROJECTORS
 """Every projection: its tables are all its own and live beside its database's
 `consumer_positions` table. The reporting database's `analyst` user is granted its tables by
 name, so the grants hold for the tables swapped in."""
